@@ -1,0 +1,85 @@
+"""Timestep samplers: uniform and DiffuSeq's loss-second-moment importance sampler (Eq. 9).
+
+The importance sampler keeps, per step t, the last ``history`` training losses L_t and draws t with
+p_t ∝ sqrt(E[L_t²]) mixed with ``uniform_prob`` of the uniform distribution; until every step has
+a full history it samples uniformly. The state lives in tensors owned by the caller (the model
+registers them as buffers), so it is saved in checkpoints and restored on resume.
+
+Updates take fixed-size per-step sums and counts, which a distributed caller can all-reduce before
+calling :meth:`update`: every rank then pushes the same values and the histories stay identical.
+"""
+from typing import Tuple
+
+import torch
+
+
+class UniformSampler:
+    def __init__(self, num_steps: int):
+        self.num_steps = num_steps
+
+    def sample(self, batch_size: int, device, generator=None) -> Tuple[torch.Tensor, torch.Tensor]:
+        t = torch.randint(0, self.num_steps, (batch_size,), device=device, generator=generator)
+        return t, torch.ones(batch_size, device=device)
+
+
+class LossSecondMomentSampler:
+    """Importance sampler over a ``[T, history]`` loss table and a ``[T]`` fill counter."""
+
+    def __init__(self, loss_history: torch.Tensor, loss_count: torch.Tensor, uniform_prob: float = 0.001):
+        if loss_history.dim() != 2 or loss_count.shape != loss_history.shape[:1]:
+            raise ValueError("loss_history must be [T, K] and loss_count [T]")
+        self.loss_history = loss_history
+        self.loss_count = loss_count
+        self.uniform_prob = uniform_prob
+
+    @property
+    def num_steps(self) -> int:
+        return self.loss_history.size(0)
+
+    @property
+    def history_size(self) -> int:
+        return self.loss_history.size(1)
+
+    def warmed_up(self) -> bool:
+        return bool((self.loss_count >= self.history_size).all())
+
+    def probabilities(self) -> torch.Tensor:
+        """p_t as float64 (uniform until every step has a full history)."""
+        steps = self.num_steps
+        if not self.warmed_up():
+            return torch.full((steps,), 1.0 / steps, dtype=torch.float64, device=self.loss_history.device)
+        second_moment = self.loss_history.double().pow(2).mean(-1).sqrt()
+        p = second_moment / second_moment.sum()
+        return p * (1 - self.uniform_prob) + self.uniform_prob / steps
+
+    def sample(self, batch_size: int, device, generator=None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Steps t and importance weights 1 / (T p_t), so the weighted loss stays unbiased."""
+        p = self.probabilities()
+        t = torch.multinomial(p.to(device), batch_size, replacement=True, generator=generator)
+        weights = 1.0 / (self.num_steps * p.to(device)[t])
+        return t, weights.float()
+
+    @staticmethod
+    def step_statistics(t: torch.Tensor, losses: torch.Tensor, num_steps: int) -> torch.Tensor:
+        """[2, T] per-step loss sums and counts of one batch: the fixed-size thing to all-reduce."""
+        stats = torch.zeros(2, num_steps, dtype=torch.float64, device=losses.device)
+        stats[0].index_add_(0, t, losses.detach().double())
+        stats[1].index_add_(0, t, torch.ones_like(losses, dtype=torch.float64))
+        return stats
+
+    @torch.no_grad()
+    def update(self, stats: torch.Tensor) -> None:
+        """Push the mean loss of every step seen in ``stats`` into that step's history (FIFO)."""
+        sums, counts = stats[0], stats[1]
+        seen = (counts > 0).nonzero(as_tuple=True)[0].to(self.loss_history.device)
+        if seen.numel() == 0:
+            return
+        means = (sums[seen] / counts[seen]).to(self.loss_history.dtype).to(self.loss_history.device)
+        history = self.loss_history[seen]
+        full = self.loss_count[seen] >= self.history_size
+        # Full rows drop their oldest entry; rows still filling write at their fill position.
+        shifted = torch.where(full.unsqueeze(-1), history.roll(-1, dims=1), history)
+        position = torch.where(full, torch.full_like(self.loss_count[seen], self.history_size - 1), self.loss_count[seen])
+        shifted[torch.arange(seen.numel(), device=seen.device), position] = means
+        self.loss_history[seen] = shifted
+        self.loss_count[seen] = torch.clamp(self.loss_count[seen] + 1, max=self.history_size)

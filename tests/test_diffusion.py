@@ -1,0 +1,194 @@
+"""Unit tests of the fairseq-free diffusion math: schedules, q_sample, posteriors, samplers,
+importance sampler and the MBR utility."""
+import math
+
+import pytest
+import torch
+
+from diffuseq_fairseq.diffusion import (
+    DPMSolverPP,
+    GaussianDiffusion,
+    ddim_step,
+    ddpm_step,
+    make_betas,
+    round_to_embeddings,
+    sampling_steps,
+    step_pairs,
+)
+from diffuseq_fairseq.mbr import mbr_order, pairwise_bleu
+from diffuseq_fairseq.step_sampler import LossSecondMomentSampler
+
+
+def test_sqrt_schedule_matches_official_values():
+    d = GaussianDiffusion("sqrt", 2000)
+    assert float(d.alphas_cumprod[0]) == pytest.approx(0.98536, abs=1e-5)
+    assert float(d.alphas_cumprod[1000]) == pytest.approx(0.295, abs=5e-4)
+    assert float(d.alphas_cumprod[100]) == pytest.approx(0.783, abs=5e-4)
+    assert float(d.alphas_cumprod[1999]) == pytest.approx(2.0e-7, rel=0.05)
+    assert d.z0_noise_std == pytest.approx(0.1210, abs=1e-4)
+    assert float(d.betas.max()) == pytest.approx(0.999)  # only the last beta hits the cap
+    assert int((d.betas >= 0.999).sum()) == 1
+
+
+@pytest.mark.parametrize("schedule", ["sqrt", "linear", "cosine"])
+def test_schedules_are_monotone_and_valid(schedule):
+    betas = make_betas(schedule, 500)
+    abar = torch.cumprod(1 - betas, 0)
+    assert (betas > 0).all() and (betas <= 0.999).all()
+    assert (abar[1:] < abar[:-1]).all()
+    assert abar[-1] < 0.05
+
+
+def test_unknown_schedule_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown noise schedule"):
+        make_betas("quadratic", 10)
+
+
+def test_q_sample_leaves_source_span_untouched():
+    d = GaussianDiffusion("sqrt", 100)
+    x0 = torch.randn(3, 7, 4)
+    mask = torch.tensor([[0, 0, 0, 1, 1, 1, 1], [0, 1, 1, 1, 1, 1, 1], [0, 0, 0, 0, 0, 0, 1]])
+    t = torch.tensor([99, 50, 10])
+    x_t = d.q_sample(x0, t, torch.randn_like(x0), mask=mask)
+    keep = mask == 0
+    assert torch.equal(x_t[keep], x0[keep])
+    assert not torch.allclose(x_t[~keep], x0[~keep])
+
+
+def test_q_sample_statistics_and_soft_absorbing_mean():
+    d = GaussianDiffusion("sqrt", 2000)
+    x0 = torch.full((20000, 1, 2), 3.0)
+    t = torch.full((20000,), 1000)
+    mean = torch.tensor([1.0, -1.0])
+    x_t = d.q_sample(x0, t, torch.randn_like(x0), mean=mean)
+    a = math.sqrt(float(d.alphas_cumprod[1000]))
+    expected = a * (3.0 - mean) + mean
+    assert torch.allclose(x_t.mean(0).squeeze(), expected.float(), atol=0.03)
+    assert x_t.std(0).squeeze() == pytest.approx(torch.full((2,), math.sqrt(1 - a * a)), abs=0.03)
+
+
+def test_posterior_mean_matches_closed_form():
+    d = GaussianDiffusion("sqrt", 50)
+    x0, x_t = torch.randn(2, 3, 4), torch.randn(2, 3, 4)
+    t = torch.tensor([10, 30])
+    got = d.q_posterior_mean(x0, x_t, t)
+    for i, step in enumerate(t.tolist()):
+        abar, abar_prev = float(d.alphas_cumprod[step]), float(d.alphas_cumprod[step - 1])
+        beta = float(d.betas[step])
+        want = (math.sqrt(abar_prev) * beta / (1 - abar)) * x0[i] + (math.sqrt(1 - beta) * (1 - abar_prev) / (1 - abar)) * x_t[i]
+        assert torch.allclose(got[i], want, atol=1e-5)
+
+
+def test_ddim_gap_one_eta_one_is_the_ddpm_posterior():
+    d = GaussianDiffusion("sqrt", 50)
+    x0, x_t, noise = torch.randn(1, 3, 4), torch.randn(1, 3, 4), torch.randn(1, 3, 4)
+    step = 20
+    abar_t, abar_s = float(d.alphas_cumprod[step]), float(d.alphas_cumprod[step - 1])
+    got = ddim_step(x0, x_t, abar_t, abar_s, eta=1.0, noise=noise)
+    mean = d.q_posterior_mean(x0, x_t, torch.tensor([step]))
+    std = math.sqrt(float(d.posterior_variance[step]))
+    assert torch.allclose(got, mean + std * noise, atol=1e-5)
+
+
+def test_ddpm_step_uses_fixed_large_variance_and_final_jump_is_x0():
+    d = GaussianDiffusion("sqrt", 50)
+    x0, x_t, noise = torch.randn(1, 3, 4), torch.randn(1, 3, 4), torch.randn(1, 3, 4)
+    step = 20
+    got = ddpm_step(x0, x_t, float(d.alphas_cumprod[step]), float(d.alphas_cumprod[step - 1]), noise)
+    mean = d.q_posterior_mean(x0, x_t, torch.tensor([step]))
+    assert torch.allclose(got, mean + math.sqrt(float(d.betas[step])) * noise, atol=1e-5)
+    assert torch.allclose(ddpm_step(x0, x_t, float(d.alphas_cumprod[0]), 1.0, noise), x0, atol=1e-6)
+    assert torch.allclose(ddim_step(x0, x_t, float(d.alphas_cumprod[0]), 1.0), x0, atol=1e-6)
+
+
+def test_ddim_uses_the_level_it_jumps_to():
+    """Consistency: with the true x0 and eps, deterministic DDIM lands exactly on q at level s."""
+    d = GaussianDiffusion("sqrt", 2000)
+    x0, eps = torch.randn(2, 5, 8), torch.randn(2, 5, 8)
+    t, s = 1500, 900
+    abar_t, abar_s = float(d.alphas_cumprod[t]), float(d.alphas_cumprod[s])
+    x_t = math.sqrt(abar_t) * x0 + math.sqrt(1 - abar_t) * eps
+    want = math.sqrt(abar_s) * x0 + math.sqrt(1 - abar_s) * eps
+    assert torch.allclose(ddim_step(x0, x_t, abar_t, abar_s), want, atol=1e-5)
+
+
+def test_dpm_solver_first_order_equals_ddim_and_exact_with_true_x0():
+    d = GaussianDiffusion("sqrt", 2000)
+    x0, eps = torch.randn(2, 5, 8), torch.randn(2, 5, 8)
+    steps = sampling_steps(10, 2000)
+    pairs = step_pairs(steps, d.alphas_cumprod)
+    _, abar_t, abar_s = pairs[0]
+    x_t = math.sqrt(abar_t) * x0 + math.sqrt(1 - abar_t) * eps
+    solver = DPMSolverPP()
+    first = solver.step(x0, x_t, abar_t, abar_s, is_last=False)
+    assert torch.allclose(first, ddim_step(x0, x_t, abar_t, abar_s), atol=1e-5)
+    # With a perfect (constant) x0 prediction the 2nd-order steps stay on the true trajectory.
+    x = first
+    for i, (_, a_t, a_s) in enumerate(pairs[1:], start=1):
+        x = solver.step(x0, x, a_t, a_s, is_last=i == len(pairs) - 1)
+    assert torch.allclose(x, x0, atol=1e-4)
+
+
+def test_sampling_steps():
+    assert sampling_steps(2000, 2000) == list(range(1999, -1, -1))
+    steps = sampling_steps(20, 2000)
+    assert len(steps) == 20 and steps[0] == 1999 and steps[-1] == 0
+    assert all(a > b for a, b in zip(steps, steps[1:]))
+    d = GaussianDiffusion("sqrt", 2000)
+    logsnr = sampling_steps(10, 2000, "logsnr", d.alphas_cumprod)
+    assert logsnr[0] == 1999 and logsnr[-1] == 0 and len(logsnr) <= 10
+    with pytest.raises(ValueError, match="diffusion-steps"):
+        sampling_steps(0, 2000)
+
+
+def test_round_to_embeddings_picks_nearest_row():
+    emb = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 5.0]])
+    x = torch.tensor([[[0.9, 0.1], [0.1, 4.0], [-0.2, 0.1]]])
+    assert torch.equal(round_to_embeddings(x, emb), emb[[1, 2, 0]].unsqueeze(0))
+
+
+def test_importance_sampler_is_uniform_until_warm_then_follows_second_moment():
+    steps, hist = 4, 3
+    sampler = LossSecondMomentSampler(torch.zeros(steps, hist), torch.zeros(steps, dtype=torch.long), uniform_prob=0.1)
+    assert torch.allclose(sampler.probabilities(), torch.full((steps,), 0.25, dtype=torch.float64))
+    losses = {0: 1.0, 1: 1.0, 2: 2.0, 3: 4.0}
+    for _ in range(hist):
+        t = torch.tensor(list(losses))
+        sampler.update(LossSecondMomentSampler.step_statistics(t, torch.tensor(list(losses.values())), steps))
+    assert sampler.warmed_up()
+    p = sampler.probabilities()
+    rms = torch.tensor([1.0, 1.0, 2.0, 4.0], dtype=torch.float64)
+    want = 0.9 * rms / rms.sum() + 0.1 / steps
+    assert torch.allclose(p, want)
+    t, w = sampler.sample(1000, "cpu", torch.Generator().manual_seed(0))
+    assert torch.allclose(w.double(), 1 / (steps * p[t]), rtol=1e-6)
+    # FIFO: a new loss pushes out the oldest one.
+    sampler.update(LossSecondMomentSampler.step_statistics(torch.tensor([3, 3]), torch.tensor([10.0, 20.0]), steps))
+    assert sampler.loss_history[3].tolist() == [4.0, 4.0, 15.0]
+    assert sampler.loss_count.tolist() == [hist] * steps
+
+
+def test_pairwise_bleu_and_mbr_pick_the_consensus():
+    pad = 0
+    cands = torch.tensor([[[5, 6, 7, 8, 9], [5, 6, 7, 8, 9], [5, 6, 7, 8, 1], [2, 3, 4, pad, pad]]])
+    valid = cands.ne(pad)
+    bleu = pairwise_bleu(cands, valid)
+    assert bleu[0, 0, 1] == pytest.approx(1.0)
+    assert bleu[0, 3, 0] < 0.1
+    order, utility = mbr_order(cands, valid)
+    assert order[0, 0] in (0, 1) and order[0, -1] == 3
+    assert utility[0, 0] == pytest.approx(utility[0, 1])
+
+
+def test_pairwise_bleu_counts_clipped_matches():
+    # hyp "a a a a" vs ref "a b c d": clipped unigram precision 1/4; no higher-order matches.
+    cands = torch.tensor([[[1, 1, 1, 1], [1, 2, 3, 4]]])
+    bleu = pairwise_bleu(cands, torch.ones_like(cands, dtype=torch.bool))
+    want = math.exp((math.log(1 / 4) + math.log(1 / 4) + math.log(1 / 3) + math.log(1 / 2)) / 4)
+    assert bleu[0, 0, 1] == pytest.approx(want)
+
+
+def test_empty_candidate_gets_zero_bleu():
+    cands = torch.tensor([[[0, 0, 0], [4, 5, 6]]])
+    bleu = pairwise_bleu(cands, cands.ne(0))
+    assert bleu[0, 0, 1] == 0 and not torch.isnan(bleu).any()
