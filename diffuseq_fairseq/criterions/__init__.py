@@ -1,0 +1,1 @@
+from . import diffuseq_loss  # noqa: F401

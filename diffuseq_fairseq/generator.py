@@ -1,0 +1,150 @@
+"""Reverse diffusion for fairseq-generate / fairseq-interactive / --eval-bleu.
+
+All S MBR candidates of a batch run as one [B·S] batch through each model call. Per step: predict
+x̂0 (the source is anchored: it is an input block the process never touches), optionally round
+it to the nearest word embedding, and move x_t to the next level with the chosen sampler. The
+last step jumps to the clean level, so the output is argmax lm_head(x̂0). Candidates are ranked
+by MBR inside ``generate()`` and all are returned best first (``--nbest K`` prints K of them).
+"""
+import math
+from typing import Callable, List
+
+import torch
+
+from .diffusion import DPMSolverPP, ddim_step, ddpm_step, discrete_absorb, round_to_embeddings, sampling_steps, step_pairs
+from .mbr import mbr_order
+
+SAMPLERS = ("ddpm", "ddim", "dpm-solver++")
+
+
+def _seeded_normal(shape, seed: int, device, dtype) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=generator).to(device=device, dtype=dtype)
+
+
+class DiffuSeqGenerator:
+    def __init__(
+        self,
+        tgt_dict,
+        sampler: str,
+        num_steps: int,
+        total_steps: int,
+        step_spacing: str,
+        eta: float,
+        rounding: bool,
+        num_candidates: int,
+        canvas_length: Callable[[torch.Tensor], int],
+        retain_history: bool,
+        base_seed: int,
+    ):
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown --sampler {sampler!r}; choose one of {SAMPLERS}")
+        if num_candidates < 1:
+            raise ValueError("--mbr-candidates must be at least 1")
+        self.pad, self.bos, self.eos = tgt_dict.pad(), tgt_dict.bos(), tgt_dict.eos()
+        self.sampler = sampler
+        self.num_steps = num_steps
+        self.total_steps = total_steps
+        self.step_spacing = step_spacing
+        self.eta = eta
+        self.rounding = rounding
+        self.num_candidates = num_candidates
+        self.canvas_length = canvas_length
+        self.retain_history = retain_history
+        self.base_seed = base_seed
+
+    def _initial_noise(self, sample_ids: torch.Tensor, canvas: int, latent: int, device, dtype) -> torch.Tensor:
+        """One noise draw per (sentence id, candidate): the same --seed gives the same candidates."""
+        draws = [
+            _seeded_normal((canvas, latent), hash((self.base_seed, int(i), j)) & 0x7FFFFFFF, device, dtype)
+            for i in sample_ids.tolist()
+            for j in range(self.num_candidates)
+        ]
+        return torch.stack(draws)
+
+    def _compact(self, tokens: torch.Tensor):
+        """Output tokens up to the first </s>, without padding/bos, moved to the front of each row."""
+        before_eos = tokens.eq(self.eos).long().cumsum(1).eq(0)
+        keep = before_eos & tokens.ne(self.pad) & tokens.ne(self.bos)
+        order = torch.sort((~keep).long(), dim=1, stable=True).indices
+        return tokens.gather(1, order), keep.gather(1, order), order
+
+    def _hypothesis(self, tokens, valid, scores, steps: int):
+        n = int(valid.sum())
+        eos = tokens.new_tensor([self.eos])
+        positional = torch.cat([scores[:n], scores.new_zeros(1)])
+        return {
+            "tokens": torch.cat([tokens[:n], eos]),
+            "score": positional.mean(),
+            "positional_scores": positional,
+            "alignment": None,
+            "steps": steps,
+        }
+
+    @torch.no_grad()
+    def generate(self, models, sample, prefix_tokens=None, constraints=None, **unused) -> List[List[dict]]:
+        model = models[0]
+        model.eval()
+        src_tokens = sample["net_input"]["src_tokens"]
+        src_lengths = sample["net_input"]["src_lengths"]
+        batch, cands = src_tokens.size(0), self.num_candidates
+        device, dtype = src_tokens.device, model.embed_tokens.weight.dtype
+        canvas = self.canvas_length(src_lengths)
+        latent = model.cfg.latent_dim
+        sample_ids = sample.get("id", torch.arange(batch))
+        source = model.encode_source(src_tokens, src_lengths).repeat(cands)
+        mean = model.mean_embed
+        x = self._initial_noise(sample_ids, canvas, latent, device, dtype)
+        diffusion = model.diffusion
+        step_noise = torch.Generator(device=device).manual_seed(hash((self.base_seed, int(sample_ids[0]))) & 0x7FFFFFFF)
+        if mean is not None:
+            x = x + mean
+            if model.cfg.absorb_rate > 0:
+                rate = math.sqrt(1 - float(diffusion.alphas_cumprod[-1])) * model.cfg.absorb_rate
+                everywhere = torch.ones(x.shape[:2], dtype=torch.bool, device=device)
+                x = discrete_absorb(x, torch.full((x.size(0),), rate, device=device), everywhere, mean, step_noise)
+
+        steps = sampling_steps(self.num_steps, self.total_steps, self.step_spacing, diffusion.alphas_cumprod)
+        solver = DPMSolverPP() if self.sampler == "dpm-solver++" else None
+        embeddings = model.embed_tokens.weight
+        history, x0_hat = [], None
+        pairs = step_pairs(steps, diffusion.alphas_cumprod)
+        for index, (t, abar_t, abar_s) in enumerate(pairs):
+            t_batch = torch.full((x.size(0),), t, dtype=torch.long, device=device)
+            self_cond = x0_hat if model.cfg.self_condition else None
+            x0_hat = model.denoise(x, t_batch, source, self_cond=self_cond)
+            if self.rounding:
+                x0_hat = round_to_embeddings(x0_hat, embeddings)
+            if self.retain_history:
+                history.append(model.logits(x0_hat).argmax(-1))
+            if solver is not None:
+                x = solver.step(x0_hat, x, abar_t, abar_s, is_last=index == len(pairs) - 1, mean=mean)
+                continue
+            stochastic = self.sampler == "ddpm" or self.eta > 0
+            noise = torch.randn(x.shape, generator=step_noise, device=device, dtype=x.dtype) if stochastic else None
+            if self.sampler == "ddpm":
+                x = ddpm_step(x0_hat, x, abar_t, abar_s, noise, mean)
+            else:
+                x = ddim_step(x0_hat, x, abar_t, abar_s, self.eta, noise, mean)
+
+        lprobs = torch.log_softmax(model.logits(x).float(), dim=-1)
+        scores, tokens = lprobs.max(-1)
+        compact, valid, order = self._compact(tokens)
+        scores = scores.gather(1, order)
+        ranking, _ = mbr_order(compact.view(batch, cands, -1), valid.view(batch, cands, -1))
+        compact_history = [self._compact(h)[:2] for h in history]
+
+        finalized = []
+        for b in range(batch):
+            hypos = []
+            for c in ranking[b].tolist():
+                row = b * cands + c
+                hypo = self._hypothesis(compact[row], valid[row], scores[row], len(steps))
+                if self.retain_history:
+                    hypo["history"] = [
+                        self._hypothesis(h_tokens[row], h_valid[row], scores.new_zeros(canvas), len(steps))
+                        for h_tokens, h_valid in compact_history
+                    ]
+                hypos.append(hypo)
+            finalized.append(hypos)
+        return finalized

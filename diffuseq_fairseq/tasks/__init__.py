@@ -1,0 +1,1 @@
+from . import diffuseq  # noqa: F401

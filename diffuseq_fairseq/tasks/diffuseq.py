@@ -1,0 +1,171 @@
+"""The ``diffuseq`` task: binarized pairs from fairseq-preprocess, read as DiffuSeq sequences.
+
+* One joined dictionary (source and target share the diffusion embedding space).
+* Right padding, so row i is ``x_i </s>`` followed by its target canvas at positions |x_i|, ...
+* A total-length limit (paper: 128) with the official truncation rule: trim the longer side
+  (both on ties), keeping ``</s>``; the number of truncated pairs is logged per split.
+* The target canvas (how many positions the model may fill, the rest becoming padding) is
+  ``min(limit - |x|, ceil(a·|x| + b))``, the same rule in training and decoding; a = 0, b ≥ limit
+  gives the paper's full 128-position canvas.
+"""
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+from fairseq.data import BaseWrapperDataset, LanguagePairDataset
+from fairseq.tasks import register_task
+from fairseq.tasks.translation import TranslationConfig, TranslationTask
+
+from ..generator import DiffuSeqGenerator, SAMPLERS
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DiffuSeqConfig(TranslationConfig):
+    left_pad_source: bool = field(default=False, metadata={"help": "DiffuSeq needs right padding"})
+    max_total_len: int = field(
+        default=128, metadata={"help": "limit on |source| + |target| tokens (with </s>); longer pairs are "
+                               "truncated, longer side first, as in the official code"}
+    )
+    canvas_len_a: float = field(default=1.5, metadata={"help": "target canvas = min(limit-|x|, ceil(a*|x|+b))"})
+    canvas_len_b: int = field(default=5, metadata={"help": "see --canvas-len-a; a=0, b=limit is the paper's canvas"})
+    # Decoding knobs: read by build_generator, never stored in the model.
+    sampler: str = field(
+        default="auto", metadata={"help": f"reverse-process sampler: auto | {' | '.join(SAMPLERS)} (auto: "
+                                  "ddpm when --diffusion-steps equals T, else ddim)"}
+    )
+    diffusion_steps: Optional[int] = field(default=None, metadata={"help": "sampling steps (default: T)"})
+    step_spacing: str = field(default="uniform", metadata={"help": "uniform | logsnr spacing of the sampling steps"})
+    ddim_eta: float = field(default=0.0, metadata={"help": "DDIM eta (0: deterministic, 1: DDPM posterior)"})
+    no_rounding: bool = field(
+        default=False, metadata={"help": "do not clamp x0 to the nearest word embedding at every step"}
+    )
+    mbr_candidates: int = field(default=1, metadata={"help": "noise draws per source; MBR picks the best"})
+
+
+class TruncatedItems(BaseWrapperDataset):
+    """Token sequences cut to per-item lengths, keeping the final </s>."""
+
+    def __init__(self, dataset, lengths: np.ndarray):
+        super().__init__(dataset)
+        self.lengths = lengths
+
+    def __getitem__(self, index):
+        item = self.dataset[index]
+        n = int(self.lengths[index])
+        if item.numel() <= n:
+            return item
+        return torch.cat([item[: n - 1], item[-1:]])
+
+    @property
+    def sizes(self):
+        return self.lengths
+
+    def size(self, index):
+        return int(self.lengths[index])
+
+
+def truncate_pair_lengths(src: np.ndarray, tgt: np.ndarray, limit: int):
+    """Official rule: while |x|+|y| > limit, pop from the longer side (both when equal).
+
+    Lengths include </s>; each side keeps at least one real token plus </s>.
+    """
+    src, tgt = src.astype(np.int64).copy(), tgt.astype(np.int64).copy()
+    while True:
+        over = src + tgt > limit
+        if not over.any():
+            return src, tgt
+        src_longer, tgt_longer = over & (src > tgt), over & (tgt > src)
+        tie = over & (src == tgt)
+        src[src_longer | tie] -= 1
+        tgt[tgt_longer | tie] -= 1
+        if (src < 2).any() or (tgt < 2).any():
+            raise ValueError(f"--max-total-len {limit} is too small to keep a token on each side")
+
+
+@register_task("diffuseq", dataclass=DiffuSeqConfig)
+class DiffuSeqTask(TranslationTask):
+    cfg: DiffuSeqConfig
+
+    @classmethod
+    def setup_task(cls, cfg: DiffuSeqConfig, **kwargs):
+        task = super().setup_task(cfg, **kwargs)
+        if task.src_dict != task.tgt_dict:
+            raise ValueError(
+                f"the diffuseq task needs a joined dictionary, but {cfg.data}/dict.{cfg.source_lang}.txt and "
+                f"dict.{cfg.target_lang}.txt differ: re-run fairseq-preprocess with --joined-dictionary"
+            )
+        if cfg.left_pad_source:
+            raise ValueError("the diffuseq task needs right padding (--left-pad-source False)")
+        return task
+
+    def load_dataset(self, split, epoch=1, combine=False, **kwargs):
+        super().load_dataset(split, epoch=epoch, combine=combine, **kwargs)
+        dataset = self.datasets[split]
+        limit = self.cfg.max_total_len
+        src_len, tgt_len = truncate_pair_lengths(dataset.src_sizes, dataset.tgt_sizes, limit)
+        cut = (src_len != dataset.src_sizes) | (tgt_len != dataset.tgt_sizes)
+        if cut.any():
+            logger.warning(
+                "%s: truncated %d of %d pairs to --max-total-len %d (longer side first; %d source and %d "
+                "target sides cut)", split, cut.sum(), len(cut), limit,
+                (src_len != dataset.src_sizes).sum(), (tgt_len != dataset.tgt_sizes).sum(),
+            )
+            dataset.src, dataset.src_sizes = TruncatedItems(dataset.src, src_len), src_len
+            dataset.tgt, dataset.tgt_sizes = TruncatedItems(dataset.tgt, tgt_len), tgt_len
+
+    def build_dataset_for_inference(self, src_tokens, src_lengths, constraints=None):
+        """Interactive input: right padded; a source too long to leave room for a target is cut."""
+        max_src = self.cfg.max_total_len - 2
+        long_lines = sum(int(len(t) > max_src) for t in src_tokens)
+        if long_lines:
+            logger.warning("truncated %d input line(s) to %d tokens (--max-total-len %d)",
+                           long_lines, max_src, self.cfg.max_total_len)
+            src_tokens = [t if len(t) <= max_src else torch.cat([t[: max_src - 1], t[-1:]]) for t in src_tokens]
+            src_lengths = [min(int(n), max_src) for n in src_lengths]
+        return LanguagePairDataset(
+            src_tokens, src_lengths, self.source_dictionary, tgt_dict=self.target_dictionary,
+            left_pad_source=False, constraints=constraints,
+        )
+
+    def canvas_length(self, src_lengths: torch.Tensor, tgt_lengths: Optional[torch.Tensor] = None) -> int:
+        """Target canvas of a batch: the largest row canvas (and in training at least every target)."""
+        a, b = self.cfg.canvas_len_a, self.cfg.canvas_len_b
+        rows = torch.minimum(
+            self.cfg.max_total_len - src_lengths,
+            torch.ceil(a * src_lengths.double() + b).long(),
+        ).clamp(min=2)
+        if tgt_lengths is not None:
+            rows = torch.maximum(rows, tgt_lengths)
+        return int(rows.max())
+
+    def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None, **unused):
+        """Works from cfg.generation (fairseq-generate) and from the --eval-bleu-args Namespace."""
+
+        def knob(name):
+            value = getattr(args, name, None)
+            return getattr(self.cfg, name) if value is None else value
+
+        model = models[0]
+        total_steps = model.cfg.num_timesteps
+        steps = knob("diffusion_steps") or total_steps
+        sampler = knob("sampler")
+        if sampler == "auto":
+            sampler = "ddpm" if steps == total_steps else "ddim"
+        return DiffuSeqGenerator(
+            self.target_dictionary,
+            sampler=sampler,
+            num_steps=steps,
+            total_steps=total_steps,
+            step_spacing=knob("step_spacing"),
+            eta=float(knob("ddim_eta")),
+            rounding=not knob("no_rounding"),
+            num_candidates=int(knob("mbr_candidates")),
+            canvas_length=self.canvas_length,
+            retain_history=bool(getattr(args, "retain_iter_history", False)),
+            base_seed=int(torch.randint(0, 2**31 - 1, (1,)).item()),  # follows --seed via fairseq's seeding
+        )
