@@ -17,9 +17,8 @@ from .mbr import mbr_order
 SAMPLERS = ("ddpm", "ddim", "dpm-solver++")
 
 
-def _seeded_normal(shape, seed: int, device, dtype) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randn(shape, generator=generator).to(device=device, dtype=dtype)
+def _seeded_normal(shape, seed: int) -> torch.Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
 
 
 class DiffuSeqGenerator:
@@ -56,11 +55,11 @@ class DiffuSeqGenerator:
     def _initial_noise(self, sample_ids: torch.Tensor, canvas: int, latent: int, device, dtype) -> torch.Tensor:
         """One noise draw per (sentence id, candidate): the same --seed gives the same candidates."""
         draws = [
-            _seeded_normal((canvas, latent), hash((self.base_seed, int(i), j)) & 0x7FFFFFFF, device, dtype)
+            _seeded_normal((canvas, latent), hash((self.base_seed, int(i), j)) & 0x7FFFFFFF)
             for i in sample_ids.tolist()
             for j in range(self.num_candidates)
         ]
-        return torch.stack(draws)
+        return torch.stack(draws).to(device=device, dtype=dtype)  # drawn on the CPU, one copy
 
     def _compact(self, tokens: torch.Tensor):
         """Output tokens up to the first </s>, without padding/bos, moved to the front of each row."""
@@ -83,8 +82,8 @@ class DiffuSeqGenerator:
 
     @torch.no_grad()
     def generate(self, models, sample, prefix_tokens=None, constraints=None, **unused) -> List[List[dict]]:
-        model = models[0]
-        model.eval()
+        models[0].eval()
+        model = models[0].network
         src_tokens = sample["net_input"]["src_tokens"]
         src_lengths = sample["net_input"]["src_lengths"]
         batch, cands = src_tokens.size(0), self.num_candidates

@@ -1,0 +1,235 @@
+"""The DiffuSeq network, free of fairseq: one transformer stack over [source ; noisy target].
+
+Layout. DiffuSeq concatenates ``x [SEP] y [PAD]*`` into one sequence and anchors the source span.
+Here the batch is carried as two blocks, the right-padded source and the target canvas; target
+position ids continue from each row's source length, so the model sees exactly the paper's
+contiguous sequence while every batch is only as long as it needs to be. Source padding is masked
+out of attention; target padding is part of the canvas and is generated, which is how DiffuSeq
+chooses the output length.
+"""
+import math
+from dataclasses import dataclass, field
+from typing import Dict, List, NamedTuple, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .diffusion import GaussianDiffusion, discrete_absorb
+from .step_sampler import LossSecondMomentSampler
+from .transformer_stack import EncoderStack, KeyValue
+
+IMPORTANCE_HISTORY = 10  # losses kept per step by the importance sampler (official value)
+
+
+@dataclass
+class NetworkConfig:
+    """Architecture and training-chain facts (saved with the model; decoding knobs are not)."""
+
+    encoder_layers: int = field(default=12, metadata={"help": "transformer layers"})
+    encoder_embed_dim: int = field(default=768, metadata={"help": "hidden size of the transformer"})
+    encoder_attention_heads: int = field(default=12, metadata={"help": "attention heads"})
+    encoder_ffn_embed_dim: int = field(default=3072, metadata={"help": "feed-forward size"})
+    latent_dim: int = field(default=128, metadata={"help": "word-embedding (diffusion space) size"})
+    dropout: float = field(default=0.1, metadata={"help": "dropout"})
+    attention_dropout: float = field(default=0.1, metadata={"help": "attention dropout"})
+    max_positions: int = field(default=512, metadata={"help": "learned position embeddings"})
+    num_timesteps: int = field(default=2000, metadata={"help": "T, number of diffusion steps of the training chain"})
+    noise_schedule: str = field(default="sqrt", metadata={"help": "sqrt | linear | cosine"})
+    self_condition: bool = field(
+        default=False, metadata={"help": "feed the previous x0 estimate back in (50%% of training steps)"}
+    )
+    learned_mean_embed: bool = field(
+        default=False, metadata={"help": "DiffuSeq-v2 soft absorbing state: noise centred on a learned vector"}
+    )
+    absorb_rate: float = field(
+        default=0.0, metadata={"help": "v2 discrete noise: replace a target token by the absorbing state with "
+                               "probability sqrt(1-abar_t)*rate (needs --learned-mean-embed)"}
+    )
+    encode_source_once: bool = field(
+        default=False, metadata={"help": "source attends only to the source and gets no time embedding, so its "
+                                 "keys/values are computed once per sentence and reused by every step"}
+    )
+
+
+class SourceContext(NamedTuple):
+    """What the denoiser needs of a source batch; reusable across steps and MBR candidates."""
+
+    embeddings: torch.Tensor  # [B, Ls, latent] (noisy z0 in training, clean at inference)
+    key_mask: torch.Tensor  # [B, Ls] True on real tokens
+    lengths: torch.Tensor  # [B]
+    cache: Optional[List[KeyValue]]  # per-layer keys/values under --encode-source-once
+    hidden: Optional[torch.Tensor]  # last-layer source states under --encode-source-once
+
+    def repeat(self, times: int) -> "SourceContext":
+        """Expand every sentence to ``times`` consecutive copies (MBR candidates)."""
+        rep = lambda x: None if x is None else x.repeat_interleave(times, dim=0)  # noqa: E731
+        cache = None if self.cache is None else [(rep(k), rep(v)) for k, v in self.cache]
+        return SourceContext(rep(self.embeddings), rep(self.key_mask), rep(self.lengths), cache, rep(self.hidden))
+
+
+def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal embedding [cos ‖ sin] of (possibly fractional) steps, as in improved-diffusion."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t.float()[:, None] * freqs[None]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    return torch.nn.functional.pad(emb, (0, dim % 2))
+
+
+class DiffuSeqNetwork(nn.Module):
+    """Denoiser, embedding space, lm_head, diffusion chain and importance-sampler state."""
+
+    def __init__(self, cfg: NetworkConfig, vocab_size: int, padding_idx: int):
+        super().__init__()
+        self.cfg = cfg
+        self.padding_idx = padding_idx
+        hidden, latent = cfg.encoder_embed_dim, cfg.latent_dim
+        self.embed_tokens = nn.Embedding(vocab_size, latent)
+        nn.init.normal_(self.embed_tokens.weight, std=1.0)  # the official N(0, 1) initialisation
+        self.output_bias = nn.Parameter(torch.zeros(vocab_size))  # lm_head bias, untied
+        self.time_embed = nn.Sequential(
+            nn.Linear(latent, 4 * latent), nn.SiLU(), nn.Linear(4 * latent, hidden)
+        )
+        input_dim = 2 * latent if cfg.self_condition else latent
+        self.input_up_proj = nn.Sequential(nn.Linear(input_dim, hidden), nn.Tanh(), nn.Linear(hidden, hidden))
+        self.embed_positions = nn.Embedding(cfg.max_positions, hidden)
+        self.input_norm = nn.LayerNorm(hidden, eps=1e-12)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.encoder = EncoderStack(
+            cfg.encoder_layers, hidden, cfg.encoder_attention_heads, cfg.encoder_ffn_embed_dim,
+            cfg.dropout, cfg.attention_dropout,
+        )
+        self.output_down_proj = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, latent))
+        if cfg.learned_mean_embed:
+            self.mean_embed = nn.Parameter(torch.randn(latent) * latent**-0.5)
+        else:
+            self.register_parameter("mean_embed", None)
+        if cfg.absorb_rate > 0 and not cfg.learned_mean_embed:
+            raise ValueError("--absorb-rate needs --learned-mean-embed (the absorbing state)")
+        self.diffusion = GaussianDiffusion(cfg.noise_schedule, cfg.num_timesteps)
+        # Importance-sampler state: buffers, so checkpoints save it and resume restores it.
+        self.register_buffer("timestep_loss_history", torch.zeros(cfg.num_timesteps, IMPORTANCE_HISTORY))
+        self.register_buffer("timestep_loss_count", torch.zeros(cfg.num_timesteps, dtype=torch.long))
+
+    def importance_sampler(self, uniform_prob: float) -> LossSecondMomentSampler:
+        return LossSecondMomentSampler(self.timestep_loss_history, self.timestep_loss_count, uniform_prob)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """lm_head: tied to the embedding, with its own bias."""
+        return x @ self.embed_tokens.weight.t() + self.output_bias
+
+    def _input_states(self, x: torch.Tensor, positions: torch.Tensor, time: Optional[torch.Tensor], self_cond):
+        if self.cfg.self_condition:
+            x = torch.cat([x, torch.zeros_like(x) if self_cond is None else self_cond], dim=-1)
+        h = self.input_up_proj(x) + self.embed_positions(positions)
+        if time is not None:
+            h = h + time.unsqueeze(1)
+        return self.dropout(self.input_norm(h))
+
+    def encode_source(self, src_tokens: torch.Tensor, src_lengths: torch.Tensor, noise_std: float = 0.0) -> SourceContext:
+        """Embed the source (adding DiffuSeq's z0 noise in training) and, under
+        --encode-source-once, run it through the stack once."""
+        embeddings = self.embed_tokens(src_tokens)
+        if noise_std > 0:
+            embeddings = embeddings + noise_std * torch.randn_like(embeddings)
+        key_mask = src_tokens.ne(self.padding_idx)
+        cache = hidden = None
+        if self.cfg.encode_source_once:
+            positions = torch.arange(src_tokens.size(1), device=src_tokens.device).expand_as(src_tokens)
+            self_cond = embeddings if self.cfg.self_condition else None
+            states = self._input_states(embeddings, positions, None, self_cond)
+            hidden, cache = self.encoder(states, key_mask)
+        return SourceContext(embeddings, key_mask, src_lengths, cache, hidden)
+
+    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, source: SourceContext, self_cond=None, with_source=False):
+        """Predict x0 for the target canvas x_t ([B, Lt, latent]) at steps t ([B]).
+
+        With ``with_source`` also return the prediction at the source positions (the official
+        loss covers them): a pair (source x̂0, target x̂0).
+        """
+        x_t = x_t.to(self.embed_tokens.weight.dtype)
+        if self_cond is not None:
+            self_cond = self_cond.to(x_t.dtype)
+        batch, target_len = x_t.shape[:2]
+        offsets = torch.arange(target_len, device=x_t.device)
+        target_positions = source.lengths.unsqueeze(1) + offsets.unsqueeze(0)
+        time = self.time_embed(timestep_embedding(self.diffusion.model_time(t), self.cfg.latent_dim).to(x_t.dtype))
+        target_states = self._input_states(x_t, target_positions, time, self_cond)
+        target_mask = torch.ones(batch, target_len, dtype=torch.bool, device=x_t.device)
+        key_mask = torch.cat([source.key_mask, target_mask], dim=1)
+        if source.cache is not None:
+            hidden = self.encoder.forward_with_prefix(target_states, source.cache, key_mask)
+            source_hidden = source.hidden
+        else:
+            src_len = source.embeddings.size(1)
+            src_positions = torch.arange(src_len, device=x_t.device).expand(batch, src_len)
+            src_embeddings = source.embeddings.to(x_t.dtype)
+            src_self_cond = src_embeddings if self.cfg.self_condition else None
+            src_states = self._input_states(src_embeddings, src_positions, time, src_self_cond)
+            hidden, _ = self.encoder(torch.cat([src_states, target_states], dim=1), key_mask)
+            source_hidden, hidden = hidden[:, :src_len], hidden[:, src_len:]
+        if with_source:
+            return self.output_down_proj(source_hidden), self.output_down_proj(hidden)
+        return self.output_down_proj(hidden)
+
+    def training_terms(
+        self,
+        src_tokens: torch.Tensor,
+        src_lengths: torch.Tensor,
+        target: torch.Tensor,
+        t: torch.Tensor,
+        loss_positions: str = "target",
+        self_condition_prob: float = 0.5,
+    ) -> Dict[str, torch.Tensor]:
+        """Per-sentence terms of DiffuSeq's bound for a target canvas ([B, Lt], padded) at steps t.
+
+        mse(x̂0, z0) (clean target at t = 0, as upstream), rounding −log p(w|z0), the tT term, and
+        the anchor CE(lm_head(x̂0), w) that the official code logs but does not add.
+        ``loss_positions``: "target" averages over the target canvas, padding included; "all"
+        also over the source span, as the official code does.
+        """
+        diffusion, pad = self.diffusion, self.padding_idx
+        noise_std = diffusion.z0_noise_std
+        clean = self.embed_tokens(target)
+        z0 = clean + noise_std * torch.randn_like(clean)
+        source = self.encode_source(src_tokens, src_lengths, noise_std=noise_std)
+        x_t = diffusion.q_sample(z0, t, torch.randn_like(z0), mean=self.mean_embed)
+        if self.cfg.absorb_rate > 0:
+            rate = (1 - diffusion.alphas_cumprod.to(t.device)[t]).sqrt().float() * self.cfg.absorb_rate
+            x_t = discrete_absorb(x_t, rate, torch.ones_like(target, dtype=torch.bool), self.mean_embed)
+        self_cond = None
+        if self.cfg.self_condition and torch.rand(()) < self_condition_prob:
+            with torch.no_grad():
+                self_cond = self.denoise(x_t, t, source).detach()
+        src_pred, tgt_pred = self.denoise(x_t, t, source, self_cond=self_cond, with_source=True)
+
+        at_zero = (t == 0).view(-1, 1, 1)
+
+        def position_terms(pred, tokens, noisy, exact):
+            mse = (pred.float() - torch.where(at_zero, exact, noisy).float()).pow(2).mean(-1)
+            rounding = F.cross_entropy(self.logits(noisy).float().transpose(1, 2), tokens, reduction="none")
+            return mse, rounding, diffusion.prior_loss(noisy).mean(-1)
+
+        mse, rounding, prior = position_terms(tgt_pred, target, z0, clean)
+        mask = torch.ones_like(target, dtype=torch.float)
+        if loss_positions == "all":
+            src_terms = position_terms(src_pred, src_tokens, source.embeddings, self.embed_tokens(src_tokens))
+            mse, rounding, prior = (torch.cat([a, b], dim=1) for a, b in zip(src_terms, (mse, rounding, prior)))
+            mask = torch.cat([src_tokens.ne(pad).float(), mask], dim=1)
+        elif loss_positions != "target":
+            raise ValueError(f"unknown loss positions {loss_positions!r}; choose target or all")
+        anchor = F.cross_entropy(self.logits(tgt_pred).float().transpose(1, 2), target, reduction="none")
+        return {
+            "mse": _masked_mean(mse, mask),
+            "rounding_nll": _masked_mean(rounding, mask),
+            "tT": _masked_mean(prior, mask),
+            "anchor_nll": anchor.mean(1),
+        }
+
+
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-sentence mean of [B, L] values over positions where mask is 1."""
+    return (values * mask).sum(1) / mask.sum(1).clamp(min=1)
+
+
