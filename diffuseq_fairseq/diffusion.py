@@ -119,10 +119,12 @@ def sampling_steps(num_steps: int, total: int, spacing: str = "uniform", alphas_
         points = torch.stack([(log_snr - v).abs().argmin() for v in targets]).double()
     else:
         raise ValueError(f"unknown step spacing {spacing!r}; choose uniform or logsnr")
+    # Rounding can map neighbouring points to one index (log-SNR crowds near t=0): keep the
+    # indices strictly decreasing while leaving room for the points still to come.
     steps: List[int] = []
-    for p in points.round().long().tolist():
-        if not steps or p < steps[-1]:
-            steps.append(p)
+    for i, p in enumerate(points.round().long().tolist()):
+        upper = total - 1 if not steps else steps[-1] - 1
+        steps.append(max(min(p, upper), num_steps - 1 - i))
     return steps
 
 

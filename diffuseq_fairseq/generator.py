@@ -61,17 +61,21 @@ class DiffuSeqGenerator:
         ]
         return torch.stack(draws).to(device=device, dtype=dtype)  # drawn on the CPU, one copy
 
-    def _compact(self, tokens: torch.Tensor):
-        """Output tokens up to the first </s>, without padding/bos, moved to the front of each row."""
-        before_eos = tokens.eq(self.eos).long().cumsum(1).eq(0)
-        keep = before_eos & tokens.ne(self.pad) & tokens.ne(self.bos)
+    def _compact(self, tokens: torch.Tensor, scores: torch.Tensor):
+        """Output tokens up to the first </s>, without padding/bos, moved to the front of each row,
+        with their log-probs; the end-of-output score is that of the first </s> (or of the last
+        canvas position when the model wrote none)."""
+        eos_seen = tokens.eq(self.eos).long().cumsum(1)
+        keep = eos_seen.eq(0) & tokens.ne(self.pad) & tokens.ne(self.bos)
         order = torch.sort((~keep).long(), dim=1, stable=True).indices
-        return tokens.gather(1, order), keep.gather(1, order), order
+        end = torch.where(eos_seen[:, -1] > 0, eos_seen.eq(0).sum(1), torch.full_like(eos_seen[:, -1], tokens.size(1) - 1))
+        end_scores = scores.gather(1, end.unsqueeze(1))
+        return tokens.gather(1, order), keep.gather(1, order), scores.gather(1, order), end_scores
 
-    def _hypothesis(self, tokens, valid, scores, steps: int):
+    def _hypothesis(self, tokens, valid, scores, end_score, steps: int):
         n = int(valid.sum())
         eos = tokens.new_tensor([self.eos])
-        positional = torch.cat([scores[:n], scores.new_zeros(1)])
+        positional = torch.cat([scores[:n], end_score])
         return {
             "tokens": torch.cat([tokens[:n], eos]),
             "score": positional.mean(),
@@ -79,6 +83,12 @@ class DiffuSeqGenerator:
             "alignment": None,
             "steps": steps,
         }
+
+    @staticmethod
+    def _argmax(model, x: torch.Tensor):
+        """Tokens of lm_head(x) and their log-probs."""
+        scores, tokens = torch.log_softmax(model.logits(x).float(), dim=-1).max(-1)
+        return tokens, scores
 
     @torch.no_grad()
     def generate(self, models, sample, prefix_tokens=None, constraints=None, **unused) -> List[List[dict]]:
@@ -115,7 +125,7 @@ class DiffuSeqGenerator:
             if self.rounding:
                 x0_hat = round_to_embeddings(x0_hat, embeddings)
             if self.retain_history:
-                history.append(model.logits(x0_hat).argmax(-1))
+                history.append(x0_hat)
             if solver is not None:
                 x = solver.step(x0_hat, x, abar_t, abar_s, is_last=index == len(pairs) - 1, mean=mean)
                 continue
@@ -126,23 +136,20 @@ class DiffuSeqGenerator:
             else:
                 x = ddim_step(x0_hat, x, abar_t, abar_s, self.eta, noise, mean)
 
-        lprobs = torch.log_softmax(model.logits(x).float(), dim=-1)
-        scores, tokens = lprobs.max(-1)
-        compact, valid, order = self._compact(tokens)
-        scores = scores.gather(1, order)
+        compact, valid, scores, end_scores = self._compact(*self._argmax(model, x))
         ranking, _ = mbr_order(compact.view(batch, cands, -1), valid.view(batch, cands, -1))
-        compact_history = [self._compact(h)[:2] for h in history]
+        compact_history = [self._compact(*self._argmax(model, h)) for h in history]
 
         finalized = []
         for b in range(batch):
             hypos = []
             for c in ranking[b].tolist():
                 row = b * cands + c
-                hypo = self._hypothesis(compact[row], valid[row], scores[row], len(steps))
+                hypo = self._hypothesis(compact[row], valid[row], scores[row], end_scores[row], len(steps))
                 if self.retain_history:
                     hypo["history"] = [
-                        self._hypothesis(h_tokens[row], h_valid[row], scores.new_zeros(canvas), len(steps))
-                        for h_tokens, h_valid in compact_history
+                        self._hypothesis(h[0][row], h[1][row], h[2][row], h[3][row], len(steps))
+                        for h in compact_history
                     ]
                 hypos.append(hypo)
             finalized.append(hypos)

@@ -136,7 +136,9 @@ def test_sampling_steps():
     assert all(a > b for a, b in zip(steps, steps[1:]))
     d = GaussianDiffusion("sqrt", 2000)
     logsnr = sampling_steps(10, 2000, "logsnr", d.alphas_cumprod)
-    assert logsnr[0] == 1999 and logsnr[-1] == 0 and len(logsnr) <= 10
+    assert logsnr[0] == 1999 and logsnr[-1] == 0 and len(logsnr) == 10
+    assert all(a > b for a, b in zip(logsnr, logsnr[1:]))
+    assert len(sampling_steps(10, 100, "logsnr", GaussianDiffusion("sqrt", 100).alphas_cumprod)) == 10
     with pytest.raises(ValueError, match="diffusion-steps"):
         sampling_steps(0, 2000)
 

@@ -132,6 +132,11 @@ class DiffuSeqTask(TranslationTask):
             left_pad_source=False, constraints=constraints,
         )
 
+    def get_batch_iterator(self, dataset, *args, required_batch_size_multiple=1, **kwargs):
+        """Batch sizes need no rounding here (every batch is padded to its own length), and
+        fairseq 0.12 drops a final batch smaller than the multiple (fairseq#5036): force 1."""
+        return super().get_batch_iterator(dataset, *args, required_batch_size_multiple=1, **kwargs)
+
     def canvas_length(self, src_lengths: torch.Tensor, tgt_lengths: Optional[torch.Tensor] = None) -> int:
         """Target canvas of a batch: the largest row canvas (and in training at least every target)."""
         a, b = self.cfg.canvas_len_a, self.cfg.canvas_len_b

@@ -1,0 +1,347 @@
+"""DiffuSeq vs fairseq's Levenshtein Transformer on the same data-bin, under the same budget.
+
+One command: prepare the data once (optional), train both models for the same wall-clock budget
+(or number of updates), generate the same test sentences, evaluate with the paper's metrics, and
+print one table (quality, diversity over 3 samples, training tokens/s, decoding sentences/s with
+and without MBR, peak memory). Writes ``compare.json`` and the paper's plots into --out.
+
+    python scripts/compare_levt.py --data-bin data-bin/multi30k_de_en --source-lang de --target-lang en \\
+        --budget-minutes 30 --out runs/compare_multi30k
+    python scripts/compare_levt.py --jsonl-dir ../shared/data/qqp --bpe-merges 2000 --max-update 200 --out runs/qqp
+
+Every phase prints a progress line; fairseq's own logs go to --out/logs/.
+"""
+import argparse
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from diffuseq_fairseq.evaluation.metrics import div_4, evaluate, sentence_bleu_avg
+from diffuseq_fairseq.evaluation.readers import read_file
+
+HERE = Path(__file__).resolve().parent
+USER_DIR = str(HERE.parent / "diffuseq_fairseq")
+
+# Runs a fairseq CLI module and records its peak resident memory (KiB) in $PEAK_RSS_FILE.
+MEASURED = (
+    "import atexit, os, resource, runpy, sys\n"
+    "atexit.register(lambda: open(os.environ['PEAK_RSS_FILE'], 'w').write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))\n"
+    "module = sys.argv.pop(1)\n"
+    "sys.argv[0] = module\n"
+    "runpy.run_module(module, run_name='__main__')\n"
+)
+
+DIFFUSEQ_TRAIN = (
+    "--task diffuseq --arch diffuseq_tiny --criterion diffuseq_loss --optimizer adam --adam-betas (0.9,0.98) "
+    "--lr 1e-3 --lr-scheduler inverse_sqrt --warmup-updates 500 --max-tokens 4096 --dropout 0.1 "
+    "--attention-dropout 0.0 --anchor-loss-weight 1.0 --self-condition"
+)
+LEVT_TRAIN = (
+    "--task translation_lev --arch levenshtein_transformer --criterion nat_loss --noise random_delete "
+    "--share-all-embeddings --encoder-layers 2 --decoder-layers 2 --encoder-embed-dim 256 --decoder-embed-dim 256 "
+    "--encoder-ffn-embed-dim 1024 --decoder-ffn-embed-dim 1024 --encoder-attention-heads 4 --decoder-attention-heads 4 "
+    "--optimizer adam --adam-betas (0.9,0.98) --lr 5e-4 --lr-scheduler inverse_sqrt --warmup-updates 500 "
+    "--max-tokens 4096 --dropout 0.1 --apply-bert-init --label-smoothing 0.1"
+)
+DIFFUSEQ_DECODE = "--sampler dpm-solver++ --diffusion-steps 20"
+LEVT_DECODE = "--iter-decode-max-iter 9 --iter-decode-eos-penalty 0 --beam 1"
+
+
+def progress(message: str) -> None:
+    print(f"[compare {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def run_fairseq(module: str, args, log_path: Path, threads: int):
+    """Run ``python -m module args``; return (stdout text, seconds, peak RSS in MiB)."""
+    peak_file = log_path.with_suffix(".rss")
+    env = dict(os.environ, PEAK_RSS_FILE=str(peak_file), OMP_NUM_THREADS=str(threads))
+    start = time.perf_counter()
+    with open(log_path, "w") as log:
+        proc = subprocess.run([sys.executable, "-c", MEASURED, module, *args], stdout=subprocess.PIPE,
+                              stderr=log, text=True, env=env)
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"{module} failed (exit {proc.returncode}); see {log_path}")
+    log_path.with_suffix(".out").write_text(proc.stdout)
+    peak = int(peak_file.read_text()) / 1024 if peak_file.exists() else float("nan")
+    return proc.stdout, seconds, peak
+
+
+def train(name, data_bin, extra, budget_args, out: Path, threads: int):
+    save_dir = out / f"ckpt_{name}"
+    args = [str(data_bin), "--user-dir", USER_DIR, *shlex.split(extra), *budget_args, "--save-dir", str(save_dir),
+            "--cpu", "--no-progress-bar", "--log-format", "json", "--log-interval", "50", "--num-workers", "0",
+            "--no-epoch-checkpoints", "--seed", "1"]
+    progress(f"training {name}: {' '.join(args[3:])}")
+    _, seconds, peak = run_fairseq("fairseq_cli.train", args, out / "logs" / f"train_{name}.log", threads)
+    log_text = (out / "logs" / f"train_{name}.log").read_text()
+    inner = [json.loads(m) for m in re.findall(r"\| train_inner \| (\{.*\})", log_text)]
+    valid = [json.loads(m) for m in re.findall(r"\| valid \| (\{.*\})", log_text)]
+    wps = [float(entry["wps"]) for entry in inner if "wps" in entry]
+    updates = int(inner[-1]["num_updates"]) if inner else 0
+    progress(f"{name}: {updates} updates in {seconds:.0f}s, peak RSS {peak:.0f} MiB")
+    return {
+        "checkpoint": str(save_dir / "checkpoint_last.pt"),
+        "train_seconds": seconds,
+        "updates": updates,
+        "train_tokens_per_s": sum(wps) / len(wps) if wps else float("nan"),
+        "train_peak_rss_mib": peak,
+        "valid_curve": [{"updates": int(v.get("valid_num_updates", 0)), "loss": float(v["valid_loss"]),
+                         "wall": float(v.get("valid_wall", 0))} for v in valid],
+    }
+
+
+def generate(name, data_bin, checkpoint, extra, out: Path, threads: int, tag: str):
+    args = [str(data_bin), "--user-dir", USER_DIR, "--path", checkpoint, "--gen-subset", "test", "--cpu",
+            "--batch-size", "100", "--remove-bpe", "--seed", "1", *shlex.split(extra)]
+    stdout, seconds, peak = run_fairseq("fairseq_cli.generate", args, out / "logs" / f"gen_{name}_{tag}.log", threads)
+    gen_file = out / f"gen_{name}_{tag}.txt"
+    gen_file.write_text(stdout)
+    footer = re.search(r"Translated ([\d,]+) sentences .* in ([\d.]+)s \(([\d.]+) sentences/s", stdout +
+                       (out / "logs" / f"gen_{name}_{tag}.log").read_text())
+    return gen_file, {
+        "sentences_per_s": float(footer.group(3)) if footer else float("nan"),
+        "generate_seconds_in_fairseq": float(footer.group(2)) if footer else float("nan"),
+        "process_seconds": seconds,
+        "peak_rss_mib": peak,
+    }
+
+
+def metrics_of(gen_file: Path):
+    generations = read_file(str(gen_file))
+    return evaluate(generations.selected, generations.references, generations.candidates)
+
+
+def history_curve(gen_file: Path, steps: int):
+    """BLEU of the MBR pick and div-4 of all candidates at every reverse step (E- lines, Fig. 5)."""
+    generations = read_file(str(gen_file))
+    references = dict(zip(generations.ids, generations.references))
+    per_id = {}
+    for line in gen_file.read_text().splitlines():
+        match = re.match(r"E-(\d+)_(\d+)\t?(.*)$", line)
+        if match:
+            per_id.setdefault(int(match.group(1)), []).append(match.group(3).replace("@@ ", ""))
+    curve = []
+    for step in range(steps):
+        picks, refs, sets = [], [], []
+        for sid, lines in per_id.items():
+            candidates = lines[step::steps]  # hypotheses print their E- lines one after another
+            picks.append(candidates[0])
+            refs.append(references[sid])
+            sets.append(candidates)
+        curve.append({"step": step + 1, "bleu": sentence_bleu_avg(picks, refs), "div_4": div_4(sets)})
+    return curve
+
+
+def test_subset(data_bin: Path, source_lang: str, target_lang: str, count: int, out: Path, threads: int) -> Path:
+    """A data-bin holding only the first ``count`` test pairs (same dictionary), for CPU-sized runs."""
+    text = data_bin / "text"
+    subset = out / f"test_first_{count}"
+    if (subset / f"test.{source_lang}-{target_lang}.{source_lang}.bin").exists():
+        return subset
+    subset.mkdir(parents=True, exist_ok=True)
+    for lang in (source_lang, target_lang):
+        lines = (text / f"test.{lang}").read_text(encoding="utf-8").splitlines()[:count]
+        (subset / f"raw.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    run_fairseq("fairseq_cli.preprocess", [
+        "--source-lang", source_lang, "--target-lang", target_lang, "--testpref", str(subset / "raw"),
+        "--srcdict", str(data_bin / f"dict.{source_lang}.txt"), "--joined-dictionary", "--destdir", str(subset),
+        "--workers", "1"], out / "logs" / "preprocess_subset.log", threads)
+    return subset
+
+
+def plot(results, out: Path) -> list:
+    """The paper's Fig. 3-6 analyses as PNG files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    diffuseq, levt = results["diffuseq"], results["levt"]
+    files = []
+
+    def save(fig, name):
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=120)
+        plt.close(fig)
+        files.append(str(out / name))
+
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    sizes = sorted(diffuseq["mbr"], key=int)
+    ax.plot([int(s) for s in sizes], [100 * diffuseq["mbr"][s]["metrics"]["bleu"] for s in sizes], "o-", label="DiffuSeq")
+    ax.axhline(100 * levt["decode"]["metrics"]["bleu"], color="gray", ls="--", label="LevT")
+    ax.set(xlabel="MBR candidates |S|", ylabel="sentence BLEU", title="BLEU vs |S| (Fig. 3)")
+    ax.legend()
+    save(fig, "fig3_bleu_vs_candidates.png")
+
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    for label, entry in diffuseq["diversity"].items():
+        m = entry["metrics"]
+        ax.scatter(100 * m["self_bleu"], 100 * m["bleu"], label=f"DiffuSeq {label}")
+    ax.set(xlabel="self-BLEU (lower = more diverse)", ylabel="sentence BLEU", title="Quality vs diversity (Fig. 4)")
+    ax.legend(fontsize=7)
+    save(fig, "fig4_quality_diversity.png")
+
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    curve = diffuseq["history"]
+    ax.plot([c["step"] for c in curve], [100 * c["bleu"] for c in curve], "o-", label="BLEU")
+    ax2 = ax.twinx()
+    ax2.plot([c["step"] for c in curve], [100 * (c["div_4"] or 0) for c in curve], "s--", color="tab:orange", label="div-4")
+    ax.set(xlabel="reverse step", ylabel="BLEU", title="Along the reverse process (Fig. 5)")
+    ax2.set_ylabel("div-4")
+    save(fig, "fig5_reverse_process.png")
+
+    fig, ax = plt.subplots(figsize=(4.5, 3.2))
+    points = sorted(diffuseq["steps"].items(), key=lambda kv: int(kv[0]))
+    ax.plot([1000 / p["speed"]["sentences_per_s"] for _, p in points], [100 * p["metrics"]["bleu"] for _, p in points], "o-", label="DiffuSeq")
+    for steps, p in points:
+        ax.annotate(steps, (1000 / p["speed"]["sentences_per_s"], 100 * p["metrics"]["bleu"]), fontsize=7)
+    ax.scatter([1000 / levt["decode"]["speed"]["sentences_per_s"]], [100 * levt["decode"]["metrics"]["bleu"]], color="gray", label="LevT")
+    ax.set(xlabel="decoding seconds per 1,000 sentences", ylabel="sentence BLEU", title="BLEU vs decoding time (Fig. 6)")
+    ax.legend()
+    save(fig, "fig6_bleu_vs_time.png")
+    return files
+
+
+def fmt(value, scale=100.0, digits=2):
+    return "n/a" if value is None or value != value else f"{value * scale:.{digits}f}"
+
+
+def table(results) -> str:
+    d, l = results["diffuseq"], results["levt"]
+    best_s = max(d["mbr"], key=int)
+    rows = [
+        ("sentence BLEU (paper)", fmt(d["mbr"]["1"]["metrics"]["bleu"]), fmt(d["mbr"][best_s]["metrics"]["bleu"]), fmt(l["decode"]["metrics"]["bleu"])),
+        ("corpus BLEU (sacrebleu)", fmt(d["mbr"]["1"]["metrics"]["sacrebleu"]), fmt(d["mbr"][best_s]["metrics"]["sacrebleu"]), fmt(l["decode"]["metrics"]["sacrebleu"])),
+        ("ROUGE-L", fmt(d["mbr"]["1"]["metrics"]["rouge_l"]), fmt(d["mbr"][best_s]["metrics"]["rouge_l"]), fmt(l["decode"]["metrics"]["rouge_l"])),
+        ("dist-1", fmt(d["mbr"]["1"]["metrics"]["dist_1"]), fmt(d["mbr"][best_s]["metrics"]["dist_1"]), fmt(l["decode"]["metrics"]["dist_1"])),
+        ("self-BLEU / div-4 (3 samples)", f"{fmt(d['diversity']['dpm-solver++']['metrics']['self_bleu'])} / {fmt(d['diversity']['dpm-solver++']['metrics']['div_4'])}", "", "deterministic"),
+        ("avg length", fmt(d["mbr"]["1"]["metrics"]["avg_len"], 1, 1), fmt(d["mbr"][best_s]["metrics"]["avg_len"], 1, 1), fmt(l["decode"]["metrics"]["avg_len"], 1, 1)),
+        ("decode sentences/s", fmt(d["mbr"]["1"]["speed"]["sentences_per_s"], 1, 1), fmt(d["mbr"][best_s]["speed"]["sentences_per_s"], 1, 1), fmt(l["decode"]["speed"]["sentences_per_s"], 1, 1)),
+        ("train tokens/s", fmt(d["train"]["train_tokens_per_s"], 1, 0), "", fmt(l["train"]["train_tokens_per_s"], 1, 0)),
+        ("train updates in budget", str(d["train"]["updates"]), "", str(l["train"]["updates"])),
+        ("peak RSS train / decode MiB", f"{d['train']['train_peak_rss_mib']:.0f} / {d['mbr']['1']['speed']['peak_rss_mib']:.0f}",
+         f"- / {d['mbr'][best_s]['speed']['peak_rss_mib']:.0f}", f"{l['train']['train_peak_rss_mib']:.0f} / {l['decode']['speed']['peak_rss_mib']:.0f}"),
+    ]
+    header = ("metric", "DiffuSeq |S|=1", f"DiffuSeq MBR |S|={best_s}", "LevT")
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(4)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths))]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows]
+    ratio_bleu = d["mbr"][best_s]["metrics"]["bleu"] / max(l["decode"]["metrics"]["bleu"], 1e-9)
+    ratio_speed = d["mbr"]["1"]["speed"]["sentences_per_s"] / l["decode"]["speed"]["sentences_per_s"]
+    lines.append(f"ratios: BLEU DiffuSeq(MBR {best_s})/LevT = {ratio_bleu:.3f}; decode speed DiffuSeq(|S|=1)/LevT = {ratio_speed:.2f}")
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = parser.add_argument_group("data (a ready data-bin, or raw input prepared once with diffuseq-prepare)")
+    data.add_argument("--data-bin")
+    data.add_argument("--jsonl-dir")
+    data.add_argument("--trainpref")
+    data.add_argument("--validpref")
+    data.add_argument("--testpref")
+    data.add_argument("--source-lang", default="src")
+    data.add_argument("--target-lang", default="tgt")
+    data.add_argument("--tokenize", default="none", choices=("none", "moses"))
+    data.add_argument("--bpe-merges", type=int, default=8000)
+    budget = parser.add_mutually_exclusive_group(required=True)
+    budget.add_argument("--budget-minutes", type=float, help="wall-clock training budget per model")
+    budget.add_argument("--max-update", type=int, help="training budget per model in updates")
+    parser.add_argument("--test-sentences", type=int, default=0, help="use only the first N test pairs (0 = all)")
+    parser.add_argument("--mbr-sizes", default="1,3,10", help="candidate counts for BLEU vs |S| (must include 1)")
+    parser.add_argument("--step-counts", default="5,10,20", help="sampling steps for BLEU vs time (|S|=1)")
+    parser.add_argument("--diffuseq-args", default=DIFFUSEQ_TRAIN)
+    parser.add_argument("--levt-args", default=LEVT_TRAIN)
+    parser.add_argument("--diffuseq-decode", default=DIFFUSEQ_DECODE)
+    parser.add_argument("--levt-decode", default=LEVT_DECODE)
+    parser.add_argument("--threads", type=int, default=1, help="OMP threads per fairseq process")
+    parser.add_argument("--skip-training", action="store_true", help="reuse the checkpoints already in --out")
+    parser.add_argument("--out", required=True)
+    return parser.parse_args(argv)
+
+
+def prepare(args, out: Path) -> Path:
+    if args.data_bin:
+        return Path(args.data_bin)
+    from diffuseq_fairseq.dataprep import prepare as prepare_module
+
+    dest = out / "data-bin"
+    if not (dest / f"dict.{args.source_lang}.txt").exists():
+        progress(f"preparing data into {dest}")
+        cli = ["--destdir", str(dest), "--tokenize", args.tokenize, "--bpe-merges", str(args.bpe_merges)]
+        if args.jsonl_dir:
+            cli += ["--jsonl-dir", args.jsonl_dir]
+            args.source_lang, args.target_lang = "src", "tgt"
+        else:
+            cli += ["--trainpref", args.trainpref, "--validpref", args.validpref, "--source-lang", args.source_lang,
+                    "--target-lang", args.target_lang] + (["--testpref", args.testpref] if args.testpref else [])
+        if prepare_module.main(cli) != 0:
+            sys.exit("data preparation failed")
+    return dest
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    out = Path(args.out)
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    data_bin = prepare(args, out)
+    if args.jsonl_dir:
+        args.source_lang, args.target_lang = "src", "tgt"
+    test_bin = data_bin
+    if args.test_sentences:
+        test_bin = test_subset(data_bin, args.source_lang, args.target_lang, args.test_sentences, out, args.threads)
+    budget = (["--stop-time-hours", str(args.budget_minutes / 60)] if args.budget_minutes
+              else ["--max-update", str(args.max_update)])
+    langs = ["--source-lang", args.source_lang, "--target-lang", args.target_lang]
+    results = {"config": vars(args), "diffuseq": {}, "levt": {}}
+    for name, extra in (("diffuseq", args.diffuseq_args), ("levt", args.levt_args)):
+        if args.skip_training:
+            results[name]["train"] = json.loads((out / "compare.json").read_text())[name]["train"]
+        else:
+            results[name]["train"] = train(name, data_bin, " ".join([extra] + langs), budget, out, args.threads)
+
+    progress("decoding with LevT")
+    gen_file, speed = generate("levt", test_bin, results["levt"]["train"]["checkpoint"],
+                               f"--task translation_lev {args.levt_decode} {' '.join(langs)}", out, args.threads, "default")
+    results["levt"]["decode"] = {"speed": speed, "metrics": metrics_of(gen_file)}
+
+    diffuseq = results["diffuseq"]
+    checkpoint = diffuseq["train"]["checkpoint"]
+    base = f"--task diffuseq {' '.join(langs)}"
+    diffuseq["mbr"] = {}
+    for size in [int(s) for s in args.mbr_sizes.split(",")]:
+        progress(f"decoding with DiffuSeq, {args.diffuseq_decode}, MBR over {size} candidate(s)")
+        gen_file, speed = generate("diffuseq", test_bin, checkpoint, f"{base} {args.diffuseq_decode} --mbr-candidates {size}",
+                                   out, args.threads, f"mbr{size}")
+        diffuseq["mbr"][str(size)] = {"speed": speed, "metrics": metrics_of(gen_file)}
+    diffuseq["diversity"] = {}
+    for label, sampler in (("dpm-solver++", "--sampler dpm-solver++"), ("ddim eta=1", "--sampler ddim --ddim-eta 1")):
+        progress(f"decoding 3 samples per source with {label} (diversity, reverse-process history)")
+        history = "--retain-iter-history" if label == "dpm-solver++" else ""
+        gen_file, speed = generate("diffuseq", test_bin, checkpoint,
+                                   f"{base} {sampler} --diffusion-steps 20 --mbr-candidates 3 --nbest 3 {history}",
+                                   out, args.threads, "div_" + label.split()[0])
+        diffuseq["diversity"][label] = {"speed": speed, "metrics": metrics_of(gen_file)}
+        if history:
+            diffuseq["history"] = history_curve(gen_file, 20)
+    diffuseq["steps"] = {}
+    for steps in [int(s) for s in args.step_counts.split(",")]:
+        progress(f"decoding with DiffuSeq, dpm-solver++ {steps} steps")
+        gen_file, speed = generate("diffuseq", test_bin, checkpoint, f"{base} --sampler dpm-solver++ --diffusion-steps {steps}",
+                                   out, args.threads, f"steps{steps}")
+        diffuseq["steps"][str(steps)] = {"speed": speed, "metrics": metrics_of(gen_file)}
+
+    results["plots"] = plot(results, out)
+    (out / "compare.json").write_text(json.dumps(results, indent=2))
+    print(table(results))
+    progress(f"wrote {out / 'compare.json'} and {len(results['plots'])} plots")
+
+
+if __name__ == "__main__":
+    main()

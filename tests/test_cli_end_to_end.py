@@ -1,0 +1,193 @@
+"""End-to-end fairseq CLI runs of the plugin: preprocess → train → validate → generate → interactive,
+every sampler, the DiffuSeq-v2 options, seeding, dictionary and checkpoint errors, and fairseq's
+Levenshtein Transformer through the same harness as a reference for the iterative-decoding output."""
+import os
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from fairseq_harness import (
+    DIFFUSEQ_DECODE_FLAGS, DIFFUSEQ_GENERATE_FLAGS, DIFFUSEQ_TRAIN_FLAGS, FULL_BATCHES, LEVT_DECODE_FLAGS,
+    LEVT_GENERATE_FLAGS, LEVT_TRAIN_FLAGS, USER_DIR, create_dummy_data, generate_main, interactive_main,
+    parse_output, preprocess_data, run_cli, train_model, validate_model,
+)
+
+NUM_VALID, STEPS, NBEST = 20, 10, 2
+LONG_LINE = " ".join("abcdefghij" * 50)  # 500 tokens, longer than --max-total-len 128
+INTERACTIVE_LINES = ["h e l l o", "", LONG_LINE]
+
+
+@pytest.fixture(scope="module")
+def data_bin(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    create_dummy_data(root / "raw", num_valid=NUM_VALID)
+    preprocess_data(root / "raw", root / "bin")
+    return root / "bin"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(data_bin, tmp_path_factory) -> Path:
+    return train_model(data_bin, tmp_path_factory.mktemp("ckpt"), DIFFUSEQ_TRAIN_FLAGS)
+
+
+def generate(data_bin, checkpoint, *flags) -> str:
+    """Generate the valid subset with the shared DiffuSeq decoding flags plus ``flags``."""
+    return generate_main(data_bin, checkpoint, DIFFUSEQ_GENERATE_FLAGS + list(flags))
+
+
+def assert_hypotheses(out: str, nbest: int = NBEST) -> dict:
+    """Every valid sentence has S, T and ``nbest`` H/D/P lines without padding; returns the parsed output."""
+    lines = parse_output(out)
+    ids = {str(i) for i in range(NUM_VALID)}
+    for kind in "STHDP":
+        assert set(lines[kind]) == ids, f"{kind}- lines"
+    for sample_id in ids:
+        assert len(lines["H"][sample_id]) == nbest
+        for score, text in lines["H"][sample_id]:
+            assert float(score) <= 0
+            assert "<pad>" not in text
+    return lines
+
+
+def steps_per_hypothesis(lines: dict) -> dict:
+    """{id: [I- step count per hypothesis]}, checked against the E- history (one line per step)."""
+    history = {}
+    for key, rows in lines["E"].items():
+        sample_id, step = key.split("_")
+        history.setdefault(sample_id, []).extend([int(step)] * len(rows))
+        assert all("<pad>" not in text for (text,) in rows)
+    steps = {sample_id: [int(n) for (n,) in rows] for sample_id, rows in lines["I"].items()}
+    assert set(steps) == set(history) == {str(i) for i in range(NUM_VALID)}
+    for sample_id, counts in steps.items():
+        # fairseq prints the I- line and the E- history for each of the --nbest hypotheses.
+        assert sorted(history[sample_id]) == sorted(step for n in counts for step in range(n))
+    return steps
+
+
+def test_train_validate_generate_interactive(data_bin, checkpoint):
+    log = validate_model(
+        data_bin, checkpoint,
+        ["--user-dir", USER_DIR, "--task", "diffuseq", "--valid-subset", "valid", "--max-tokens", "1000",
+         "--cpu", "--num-workers", "0", "--no-progress-bar", *FULL_BATCHES],
+    )
+    loss = re.search(r"valid on 'valid' subset \| loss ([0-9.]+)", log)
+    assert loss and float(loss.group(1)) > 0, log
+
+    lines = assert_hypotheses(generate(data_bin, checkpoint))
+    assert all(counts == [STEPS] * NBEST for counts in steps_per_hypothesis(lines).values())
+
+    out = interactive_main(data_bin, checkpoint, INTERACTIVE_LINES, DIFFUSEQ_DECODE_FLAGS)
+    lines = parse_output(out)
+    # fairseq-interactive does not skip the empty line: it is source id 1, encoded as "</s>" alone,
+    # and gets hypotheses like any other line; the 500-token line is cut to fit --max-total-len.
+    assert sorted(lines["S"]) == ["0", "1", "2"]
+    assert lines["S"]["0"] == [["h e l l o"]]
+    assert lines["S"]["1"] == [[""]]
+    for sample_id in ("0", "1", "2"):
+        assert len(lines["H"][sample_id]) == NBEST
+        assert all("<pad>" not in text for _, text in lines["H"][sample_id])
+    assert len(lines["S"]["2"][0][0].split()) <= 126
+
+
+@pytest.mark.parametrize(
+    "flags, steps",
+    [
+        (["--sampler", "ddpm"], STEPS),
+        (["--sampler", "ddim", "--ddim-eta", "0.5"], STEPS),
+        (["--sampler", "dpm-solver++", "--step-spacing", "logsnr"], STEPS),
+        (["--no-rounding"], STEPS),
+    ],
+    ids=["ddpm", "ddim-eta0.5", "dpm-solver++-logsnr", "no-rounding"],
+)
+def test_samplers(data_bin, checkpoint, flags, steps):
+    lines = assert_hypotheses(generate(data_bin, checkpoint, *flags))
+    assert all(counts == [steps] * NBEST for counts in steps_per_hypothesis(lines).values())
+
+
+def test_v2_options_train_and_generate(data_bin, tmp_path):
+    flags = DIFFUSEQ_TRAIN_FLAGS + [
+        "--max-epoch", "1", "--self-condition", "--learned-mean-embed", "--absorb-rate", "0.5",
+        "--loss-positions", "all", "--encode-source-once",
+    ]
+    checkpoint = train_model(data_bin, tmp_path / "ckpt", flags)
+    saved = torch.load(checkpoint)["cfg"]["model"]
+    assert saved["self_condition"] and saved["learned_mean_embed"] and saved["encode_source_once"]
+    assert_hypotheses(generate(data_bin, checkpoint))
+
+
+def test_seed_determinism(data_bin, checkpoint):
+    def decoded(seed):
+        out = generate(data_bin, checkpoint, "--sampler", "ddpm", "--seed", str(seed))
+        return [line for line in out.splitlines() if line[:2] in ("H-", "D-", "P-", "E-")]
+
+    first = decoded(1)
+    assert first == decoded(1)
+    assert first != decoded(2)
+
+
+def test_non_joined_dictionary_is_refused(tmp_path):
+    create_dummy_data(tmp_path / "raw", num_train=20, num_valid=5)
+    target = tmp_path / "raw" / "train.out"
+    target.write_text(target.read_text().upper())  # otherwise both sides have the same letter counts
+    preprocess_data(tmp_path / "raw", tmp_path / "bin", joined=False)
+    with pytest.raises(ValueError, match="joined dictionary"):
+        train_model(tmp_path / "bin", tmp_path / "ckpt", DIFFUSEQ_TRAIN_FLAGS)
+
+
+class _Pwn:
+    """Unpickling this runs a shell command (what a malicious checkpoint would do)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def _generate_cli(data_bin, path):
+    return run_cli("generate", [data_bin, "--path", path] + DIFFUSEQ_GENERATE_FLAGS)
+
+
+def test_malicious_checkpoint_is_refused(data_bin, checkpoint, tmp_path):
+    marker = tmp_path / "pwned"
+    state = torch.load(checkpoint, weights_only=False)
+    state["payload"] = _Pwn(marker)
+    torch.save(state, tmp_path / "evil.pt")
+    torch.load(tmp_path / "evil.pt", weights_only=False)  # the payload is live: an unsafe load runs it
+    assert marker.exists()
+    marker.unlink()
+
+    result = _generate_cli(data_bin, tmp_path / "evil.pt")
+    assert result.returncode != 0
+    assert "refusing to load checkpoint" in result.stderr, result.stderr[-3000:]
+    assert not marker.exists()
+
+
+def test_truncated_checkpoint_is_reported(data_bin, checkpoint, tmp_path):
+    data = checkpoint.read_bytes()
+    (tmp_path / "half.pt").write_bytes(data[: len(data) // 2])
+
+    result = _generate_cli(data_bin, tmp_path / "half.pt")
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("diffuseq_fairseq.checkpoints.CheckpointError:"), result.stderr[-3000:]
+    assert "truncated or corrupted" in last and "half.pt" in last
+
+
+def test_levenshtein_transformer_twin(data_bin, tmp_path):
+    pytest.importorskip("fairseq.libnat")
+    checkpoint = train_model(data_bin, tmp_path / "ckpt", LEVT_TRAIN_FLAGS)
+
+    lines = parse_output(generate_main(data_bin, checkpoint, LEVT_GENERATE_FLAGS))
+    ids = {str(i) for i in range(NUM_VALID)}
+    assert set(lines["H"]) == set(lines["I"]) == ids
+    assert {key.split("_")[0] for key in lines["E"]} == ids
+    for sample_id in ids:
+        assert len(lines["H"][sample_id]) == 1
+        assert 0 <= int(lines["I"][sample_id][0][0]) <= 3  # --iter-decode-max-iter
+
+    lines = parse_output(interactive_main(data_bin, checkpoint, ["h e l l o"], LEVT_DECODE_FLAGS))
+    assert lines["S"]["0"] == [["h e l l o"]]
+    assert len(lines["H"]["0"]) == 1
