@@ -9,17 +9,50 @@ Transformer checkpoints). Anything else, e.g. a pickle that would call ``os.syst
 refused checkpoint is reported with its path and the reason instead of a deep torch traceback.
 """
 import argparse
+import collections
 import functools
 import logging
 import pickle
+import typing
 import zipfile
 
+import numpy
+import omegaconf
 import torch
 
 logger = logging.getLogger(__name__)
 
-# The non-tensor, non-container objects found in fairseq checkpoints.
-SAFE_GLOBALS = [argparse.Namespace]
+# The non-tensor, non-container objects found in fairseq checkpoints: legacy ``args``
+# Namespaces (LevT), and numpy arrays of --eval-bleu n-gram counts in the saved metrics state.
+SAFE_GLOBALS = [
+    argparse.Namespace,
+    numpy.ndarray,
+    numpy.dtype,
+    numpy._core.multiarray._reconstruct,
+    numpy.dtypes.Int64DType,
+    numpy.dtypes.Int32DType,
+    numpy.dtypes.Float64DType,
+    numpy.dtypes.Float32DType,
+    # After loading, fairseq turns the config into an omegaconf DictConfig and broadcasts the
+    # state to the other ranks, which unpickle it with torch.load (weights_only) again.
+    omegaconf.DictConfig,
+    omegaconf.ListConfig,
+    omegaconf.base.Metadata,
+    omegaconf.base.ContainerMetadata,
+    omegaconf.nodes.AnyNode,
+    omegaconf.nodes.StringNode,
+    omegaconf.nodes.IntegerNode,
+    omegaconf.nodes.FloatNode,
+    omegaconf.nodes.BooleanNode,
+    typing.Any,
+    collections.defaultdict,
+    dict,
+    list,
+    int,
+    float,
+    str,
+    bool,
+]
 
 
 class CheckpointError(RuntimeError):
@@ -28,11 +61,14 @@ class CheckpointError(RuntimeError):
 
 def _explain(path, error: Exception) -> str:
     text = str(error)
-    if "Unsupported global" in text or "Weights only load failed" in text:
-        detail = next((line.strip() for line in text.splitlines() if "Unsupported global" in line), text.splitlines()[0])
+    # Only a pickle that names a global (class or function) outside the allowlist is a refusal;
+    # every other failure of the safe unpickler means damaged bytes.
+    refused = [line.strip() for line in text.splitlines() if "Unsupported global" in line or "but got <class" in line]
+    if refused:
         return (f"refusing to load checkpoint {path}: it contains an object outside the allowlist of "
-                f"diffuseq_fairseq.checkpoints ({detail}). Only load checkpoints from sources you trust.")
-    return f"checkpoint {path} is truncated or corrupted and cannot be read ({type(error).__name__}: {text.splitlines()[0] if text else ''})"
+                f"diffuseq_fairseq.checkpoints ({refused[0]}). Only load checkpoints from sources you trust.")
+    first_line = text.splitlines()[0] if text else ""
+    return f"checkpoint {path} is truncated or corrupted and cannot be read ({type(error).__name__}: {first_line})"
 
 
 def install() -> None:
@@ -48,7 +84,9 @@ def install() -> None:
     def load_checkpoint_to_cpu(path, *args, **kwargs):
         try:
             return original(path, *args, **kwargs)
-        except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, RuntimeError, ValueError) as error:
+        except FileNotFoundError:
+            raise
+        except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, RuntimeError, ValueError, OSError, KeyError) as error:
             raise CheckpointError(_explain(path, error)) from error
 
     load_checkpoint_to_cpu._diffuseq_wrapped = True

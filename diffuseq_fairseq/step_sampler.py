@@ -71,7 +71,8 @@ class LossSecondMomentSampler:
     def update(self, stats: torch.Tensor) -> None:
         """Push the mean loss of every step seen in ``stats`` into that step's history (FIFO)."""
         sums, counts = stats[0], stats[1]
-        seen = (counts > 0).nonzero(as_tuple=True)[0].to(self.loss_history.device)
+        # A NaN/inf loss (a batch fairseq is about to skip or abort on) must not poison p_t.
+        seen = ((counts > 0) & sums.isfinite()).nonzero(as_tuple=True)[0].to(self.loss_history.device)
         if seen.numel() == 0:
             return
         means = (sums[seen] / counts[seen]).to(self.loss_history.dtype).to(self.loss_history.device)

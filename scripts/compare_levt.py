@@ -41,6 +41,10 @@ DIFFUSEQ_TRAIN = (
     "--lr 1e-3 --lr-scheduler inverse_sqrt --warmup-updates 500 --max-tokens 4096 --dropout 0.1 "
     "--attention-dropout 0.0 --anchor-loss-weight 1.0 --self-condition"
 )
+# Validation BLEU along the way on the first 256 valid sentences, for both models.
+VALID_BLEU = "--eval-bleu --eval-bleu-remove-bpe --batch-size-valid 128 --max-valid-steps 2"
+DIFFUSEQ_VALID = VALID_BLEU + """ --eval-bleu-args '{"sampler": "dpm-solver++", "diffusion_steps": 10}'"""
+LEVT_VALID = VALID_BLEU + """ --eval-bleu-args '{"iter_decode_max_iter": 9, "iter_decode_eos_penalty": 0}'"""
 LEVT_TRAIN = (
     "--task translation_lev --arch levenshtein_transformer --criterion nat_loss --noise random_delete "
     "--share-all-embeddings --encoder-layers 2 --decoder-layers 2 --encoder-embed-dim 256 --decoder-embed-dim 256 "
@@ -49,51 +53,74 @@ LEVT_TRAIN = (
     "--max-tokens 4096 --dropout 0.1 --apply-bert-init --label-smoothing 0.1"
 )
 DIFFUSEQ_DECODE = "--sampler dpm-solver++ --diffusion-steps 20"
-LEVT_DECODE = "--iter-decode-max-iter 9 --iter-decode-eos-penalty 0 --beam 1"
+# fairseq 0.12 drops a final batch smaller than --required-batch-size-multiple (fairseq#5036).
+LEVT_DECODE = "--iter-decode-max-iter 9 --iter-decode-eos-penalty 0 --beam 1 --required-batch-size-multiple 1"
 
 
 def progress(message: str) -> None:
     print(f"[compare {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def run_fairseq(module: str, args, log_path: Path, threads: int):
-    """Run ``python -m module args``; return (stdout text, seconds, peak RSS in MiB)."""
-    peak_file = log_path.with_suffix(".rss")
-    env = dict(os.environ, PEAK_RSS_FILE=str(peak_file), OMP_NUM_THREADS=str(threads))
-    start = time.perf_counter()
-    with open(log_path, "w") as log:
-        proc = subprocess.run([sys.executable, "-c", MEASURED, module, *args], stdout=subprocess.PIPE,
-                              stderr=log, text=True, env=env)
-    seconds = time.perf_counter() - start
+def launch(module: str, args, log_path: Path, threads: int):
+    """Start ``python -m module args`` recording its peak RSS; returns (process, start time)."""
+    env = dict(os.environ, PEAK_RSS_FILE=str(log_path.with_suffix(".rss")), OMP_NUM_THREADS=str(threads))
+    log = open(log_path, "w")
+    proc = subprocess.Popen([sys.executable, "-c", MEASURED, module, *args], stdout=subprocess.PIPE,
+                            stderr=log, text=True, env=env)
+    return proc, time.perf_counter()
+
+
+def finish(module: str, proc, started: float, log_path: Path):
+    """Wait for a launched run; return (stdout text, seconds, peak RSS in MiB)."""
+    stdout, _ = proc.communicate()
+    seconds = time.perf_counter() - started
     if proc.returncode != 0:
         sys.exit(f"{module} failed (exit {proc.returncode}); see {log_path}")
-    log_path.with_suffix(".out").write_text(proc.stdout)
+    log_path.with_suffix(".out").write_text(stdout)
+    peak_file = log_path.with_suffix(".rss")
     peak = int(peak_file.read_text()) / 1024 if peak_file.exists() else float("nan")
-    return proc.stdout, seconds, peak
+    return stdout, seconds, peak
 
 
-def train(name, data_bin, extra, budget_args, out: Path, threads: int):
-    save_dir = out / f"ckpt_{name}"
-    args = [str(data_bin), "--user-dir", USER_DIR, *shlex.split(extra), *budget_args, "--save-dir", str(save_dir),
-            "--cpu", "--no-progress-bar", "--log-format", "json", "--log-interval", "50", "--num-workers", "0",
-            "--no-epoch-checkpoints", "--seed", "1"]
-    progress(f"training {name}: {' '.join(args[3:])}")
-    _, seconds, peak = run_fairseq("fairseq_cli.train", args, out / "logs" / f"train_{name}.log", threads)
-    log_text = (out / "logs" / f"train_{name}.log").read_text()
-    inner = [json.loads(m) for m in re.findall(r"\| train_inner \| (\{.*\})", log_text)]
-    valid = [json.loads(m) for m in re.findall(r"\| valid \| (\{.*\})", log_text)]
-    wps = [float(entry["wps"]) for entry in inner if "wps" in entry]
-    updates = int(inner[-1]["num_updates"]) if inner else 0
-    progress(f"{name}: {updates} updates in {seconds:.0f}s, peak RSS {peak:.0f} MiB")
-    return {
-        "checkpoint": str(save_dir / "checkpoint_last.pt"),
-        "train_seconds": seconds,
-        "updates": updates,
-        "train_tokens_per_s": sum(wps) / len(wps) if wps else float("nan"),
-        "train_peak_rss_mib": peak,
-        "valid_curve": [{"updates": int(v.get("valid_num_updates", 0)), "loss": float(v["valid_loss"]),
-                         "wall": float(v.get("valid_wall", 0))} for v in valid],
-    }
+def run_fairseq(module: str, args, log_path: Path, threads: int):
+    return finish(module, *launch(module, args, log_path, threads), log_path)
+
+
+def train_all(runs, budget_args, out: Path, threads: int, data_bin):
+    """Train every (name, flags) at the same time, each with ``threads`` threads, so both models
+    get the same machine conditions for the same wall-clock budget."""
+    started = {}
+    for name, extra in runs:
+        args = [str(data_bin), "--user-dir", USER_DIR, *shlex.split(extra), *budget_args,
+                "--save-dir", str(out / f"ckpt_{name}"), "--cpu", "--no-progress-bar", "--log-format", "json",
+                "--log-interval", "50", "--num-workers", "0", "--no-epoch-checkpoints", "--seed", "1"]
+        progress(f"training {name}: {' '.join(args[3:])}")
+        started[name] = launch("fairseq_cli.train", args, out / "logs" / f"train_{name}.log", threads)
+    results = {}
+    for name, _ in runs:
+        log_path = out / "logs" / f"train_{name}.log"
+        _, seconds, peak = finish("fairseq_cli.train", *started[name], log_path)
+        log_text = log_path.read_text()
+        epochs = [json.loads(m) for m in re.findall(r"\| train \| (\{.*\})", log_text)]
+        valid = [json.loads(m) for m in re.findall(r"\| valid \| (\{.*\})", log_text)]
+        # fairseq's per-epoch summaries; --stop-time-hours ends mid-epoch, so add the last partial
+        # interval from the train_inner lines.
+        inner = [json.loads(m) for m in re.findall(r"\| train_inner \| (\{.*\})", log_text)]
+        wps = [float(e["train_wps"]) for e in epochs] + [float(e["wps"]) for e in inner]
+        counts = [int(e["train_num_updates"]) for e in epochs] + [int(e["num_updates"]) for e in inner]
+        updates = max(counts, default=0)
+        progress(f"{name}: {updates} updates in {seconds:.0f}s, peak RSS {peak:.0f} MiB")
+        results[name] = {
+            "checkpoint": str(out / f"ckpt_{name}" / "checkpoint_last.pt"),
+            "train_seconds": seconds,
+            "updates": updates,
+            "train_tokens_per_s": sum(wps) / len(wps) if wps else float("nan"),
+            "train_peak_rss_mib": peak,
+            "valid_curve": [{"updates": int(v.get("valid_num_updates", 0)), "loss": float(v["valid_loss"]),
+                             "bleu": float(v.get("valid_bleu", "nan")), "wall": float(v.get("valid_wall", 0))}
+                            for v in valid],
+        }
+    return results
 
 
 def generate(name, data_bin, checkpoint, extra, out: Path, threads: int, tag: str):
@@ -157,9 +184,12 @@ def test_subset(data_bin: Path, source_lang: str, target_lang: str, count: int, 
 
 def plot(results, out: Path) -> list:
     """The paper's Fig. 3-6 analyses as PNG files."""
+    import logging
+
     import matplotlib
 
     matplotlib.use("Agg")
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
     import matplotlib.pyplot as plt
 
     diffuseq, levt = results["diffuseq"], results["levt"]
@@ -232,9 +262,10 @@ def table(results) -> str:
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(4)]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths))]
     lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)) for r in rows]
-    ratio_bleu = d["mbr"][best_s]["metrics"]["bleu"] / max(l["decode"]["metrics"]["bleu"], 1e-9)
+    levt_bleu = l["decode"]["metrics"]["bleu"]
+    ratio_bleu = f"{d['mbr'][best_s]['metrics']['bleu'] / levt_bleu:.3f}" if levt_bleu > 0 else "n/a (LevT BLEU 0)"
     ratio_speed = d["mbr"]["1"]["speed"]["sentences_per_s"] / l["decode"]["speed"]["sentences_per_s"]
-    lines.append(f"ratios: BLEU DiffuSeq(MBR {best_s})/LevT = {ratio_bleu:.3f}; decode speed DiffuSeq(|S|=1)/LevT = {ratio_speed:.2f}")
+    lines.append(f"ratios: BLEU DiffuSeq(MBR {best_s})/LevT = {ratio_bleu}; decode speed DiffuSeq(|S|=1)/LevT = {ratio_speed:.2f}")
     return "\n".join(lines)
 
 
@@ -258,6 +289,7 @@ def parse_args(argv=None):
     parser.add_argument("--step-counts", default="5,10,20", help="sampling steps for BLEU vs time (|S|=1)")
     parser.add_argument("--diffuseq-args", default=DIFFUSEQ_TRAIN)
     parser.add_argument("--levt-args", default=LEVT_TRAIN)
+    parser.add_argument("--no-valid-bleu", action="store_true", help="validation loss only (faster)")
     parser.add_argument("--diffuseq-decode", default=DIFFUSEQ_DECODE)
     parser.add_argument("--levt-decode", default=LEVT_DECODE)
     parser.add_argument("--threads", type=int, default=1, help="OMP threads per fairseq process")
@@ -300,11 +332,16 @@ def main(argv=None):
               else ["--max-update", str(args.max_update)])
     langs = ["--source-lang", args.source_lang, "--target-lang", args.target_lang]
     results = {"config": vars(args), "diffuseq": {}, "levt": {}}
-    for name, extra in (("diffuseq", args.diffuseq_args), ("levt", args.levt_args)):
-        if args.skip_training:
-            results[name]["train"] = json.loads((out / "compare.json").read_text())[name]["train"]
-        else:
-            results[name]["train"] = train(name, data_bin, " ".join([extra] + langs), budget, out, args.threads)
+    valid = ("", "") if args.no_valid_bleu else (DIFFUSEQ_VALID, LEVT_VALID)
+    runs = [("diffuseq", f"{args.diffuseq_args} {valid[0]} {' '.join(langs)}"),
+            ("levt", f"{args.levt_args} {valid[1]} {' '.join(langs)}")]
+    if args.skip_training:
+        trained = json.loads((out / "train.json").read_text())
+    else:
+        trained = train_all(runs, budget, out, args.threads, data_bin)
+        (out / "train.json").write_text(json.dumps(trained, indent=2))
+    for name, _ in runs:
+        results[name]["train"] = trained[name]
 
     progress("decoding with LevT")
     gen_file, speed = generate("levt", test_bin, results["levt"]["train"]["checkpoint"],

@@ -194,3 +194,11 @@ def test_empty_candidate_gets_zero_bleu():
     cands = torch.tensor([[[0, 0, 0], [4, 5, 6]]])
     bleu = pairwise_bleu(cands, cands.ne(0))
     assert bleu[0, 0, 1] == 0 and not torch.isnan(bleu).any()
+
+
+def test_importance_sampler_ignores_non_finite_losses():
+    sampler = LossSecondMomentSampler(torch.zeros(3, 2), torch.zeros(3, dtype=torch.long))
+    losses = torch.tensor([1.0, float("nan"), float("inf")])
+    sampler.update(LossSecondMomentSampler.step_statistics(torch.tensor([0, 1, 2]), losses, 3))
+    assert sampler.loss_count.tolist() == [1, 0, 0]
+    assert torch.isfinite(sampler.loss_history).all()

@@ -49,6 +49,9 @@ class DiffuSeqLoss(FairseqCriterion):
         self.loss_positions = loss_positions
         self.anchor_loss_weight = anchor_loss_weight
         self.self_condition_prob = self_condition_prob
+        # Set by the task: False on fairseq's placeholder batches (ignore_grad), which must not
+        # enter the importance sampler's history.
+        self.count_in_sampler = True
 
     def _sampler(self, network):
         if self.timestep_sampler == "uniform":
@@ -69,6 +72,8 @@ class DiffuSeqLoss(FairseqCriterion):
         per_sentence = terms["mse"] + terms["rounding_nll"] + terms["tT"] + self.anchor_loss_weight * terms["anchor_nll"]
         if model.training and self.timestep_sampler == "lossaware":
             stats = LossSecondMomentSampler.step_statistics(t, per_sentence, sampler.num_steps)
+            if not self.count_in_sampler:
+                stats.zero_()  # a placeholder batch still joins the all-reduce, with nothing in it
             if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
                 dist.all_reduce(stats)  # same fixed-size sums on every rank → identical histories
             sampler.update(stats)

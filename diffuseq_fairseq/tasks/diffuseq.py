@@ -137,6 +137,10 @@ class DiffuSeqTask(TranslationTask):
         fairseq 0.12 drops a final batch smaller than the multiple (fairseq#5036): force 1."""
         return super().get_batch_iterator(dataset, *args, required_batch_size_multiple=1, **kwargs)
 
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+        criterion.count_in_sampler = not ignore_grad
+        return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
+
     def canvas_length(self, src_lengths: torch.Tensor, tgt_lengths: Optional[torch.Tensor] = None) -> int:
         """Target canvas of a batch: the largest row canvas (and in training at least every target)."""
         a, b = self.cfg.canvas_len_a, self.cfg.canvas_len_b
