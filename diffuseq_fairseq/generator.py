@@ -7,7 +7,7 @@ last step jumps to the clean level, so the output is argmax lm_head(x̂0). Candi
 by MBR inside ``generate()`` and all are returned best first (``--nbest K`` prints K of them).
 """
 import math
-from typing import Callable, List
+from typing import Callable, List, Tuple
 
 import torch
 
@@ -22,9 +22,11 @@ def _seeded_normal(shape, seed: int) -> torch.Tensor:
 
 
 class DiffuSeqGenerator:
+    """``special_ids`` = (pad, bos, eos) of the target dictionary."""
+
     def __init__(
         self,
-        tgt_dict,
+        special_ids: Tuple[int, int, int],
         sampler: str,
         num_steps: int,
         total_steps: int,
@@ -40,7 +42,7 @@ class DiffuSeqGenerator:
             raise ValueError(f"unknown --sampler {sampler!r}; choose one of {SAMPLERS}")
         if num_candidates < 1:
             raise ValueError("--mbr-candidates must be at least 1")
-        self.pad, self.bos, self.eos = tgt_dict.pad(), tgt_dict.bos(), tgt_dict.eos()
+        self.pad, self.bos, self.eos = special_ids
         self.sampler = sampler
         self.num_steps = num_steps
         self.total_steps = total_steps
@@ -93,7 +95,7 @@ class DiffuSeqGenerator:
     @torch.no_grad()
     def generate(self, models, sample, prefix_tokens=None, constraints=None, **unused) -> List[List[dict]]:
         models[0].eval()
-        model = models[0].network
+        model = getattr(models[0], "network", models[0])  # the fairseq model, or a bare DiffuSeqNetwork
         src_tokens = sample["net_input"]["src_tokens"]
         src_lengths = sample["net_input"]["src_lengths"]
         batch, cands = src_tokens.size(0), self.num_candidates
@@ -115,7 +117,7 @@ class DiffuSeqGenerator:
 
         steps = sampling_steps(self.num_steps, self.total_steps, self.step_spacing, diffusion.alphas_cumprod)
         solver = DPMSolverPP() if self.sampler == "dpm-solver++" else None
-        embeddings = model.embed_tokens.weight
+        embeddings = model.word_embeddings()
         history, x0_hat = [], None
         pairs = step_pairs(steps, diffusion.alphas_cumprod)
         for index, (t, abar_t, abar_s) in enumerate(pairs):

@@ -46,6 +46,10 @@ class NetworkConfig:
         default=0.0, metadata={"help": "v2 discrete noise: replace a target token by the absorbing state with "
                                "probability sqrt(1-abar_t)*rate (needs --learned-mean-embed)"}
     )
+    embed_norm: bool = field(
+        default=False, metadata={"help": "layer-normalise the word embeddings (Difformer): their scale cannot grow "
+                                 "to outrun the noise, so high noise levels stay informative"}
+    )
     encode_source_once: bool = field(
         default=False, metadata={"help": "source attends only to the source and gets no time embedding, so its "
                                  "keys/values are computed once per sentence and reused by every step"}
@@ -117,7 +121,15 @@ class DiffuSeqNetwork(nn.Module):
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """lm_head: tied to the embedding, with its own bias."""
-        return x @ self.embed_tokens.weight.t() + self.output_bias
+        return x @ self.word_embeddings().t() + self.output_bias
+
+    def word_embeddings(self) -> torch.Tensor:
+        """The [V, latent] embedding space the diffusion runs in (normalised under --embed-norm)."""
+        weight = self.embed_tokens.weight
+        return F.layer_norm(weight, weight.shape[-1:]) if self.cfg.embed_norm else weight
+
+    def embed(self, tokens: torch.Tensor) -> torch.Tensor:
+        return F.embedding(tokens, self.word_embeddings())
 
     def _input_states(self, x: torch.Tensor, positions: torch.Tensor, time: Optional[torch.Tensor], self_cond):
         if self.cfg.self_condition:
@@ -130,7 +142,7 @@ class DiffuSeqNetwork(nn.Module):
     def encode_source(self, src_tokens: torch.Tensor, src_lengths: torch.Tensor, noise_std: float = 0.0) -> SourceContext:
         """Embed the source (adding DiffuSeq's z0 noise in training) and, under
         --encode-source-once, run it through the stack once."""
-        embeddings = self.embed_tokens(src_tokens)
+        embeddings = self.embed(src_tokens)
         if noise_std > 0:
             embeddings = embeddings + noise_std * torch.randn_like(embeddings)
         key_mask = src_tokens.ne(self.padding_idx)
@@ -191,7 +203,7 @@ class DiffuSeqNetwork(nn.Module):
         """
         diffusion, pad = self.diffusion, self.padding_idx
         noise_std = diffusion.z0_noise_std
-        clean = self.embed_tokens(target)
+        clean = self.embed(target)
         z0 = clean + noise_std * torch.randn_like(clean)
         source = self.encode_source(src_tokens, src_lengths, noise_std=noise_std)
         x_t = diffusion.q_sample(z0, t, torch.randn_like(z0), mean=self.mean_embed)
@@ -214,7 +226,7 @@ class DiffuSeqNetwork(nn.Module):
         mse, rounding, prior = position_terms(tgt_pred, target, z0, clean)
         mask = torch.ones_like(target, dtype=torch.float)
         if loss_positions == "all":
-            src_terms = position_terms(src_pred, src_tokens, source.embeddings, self.embed_tokens(src_tokens))
+            src_terms = position_terms(src_pred, src_tokens, source.embeddings, self.embed(src_tokens))
             mse, rounding, prior = (torch.cat([a, b], dim=1) for a, b in zip(src_terms, (mse, rounding, prior)))
             mask = torch.cat([src_tokens.ne(pad).float(), mask], dim=1)
         elif loss_positions != "target":

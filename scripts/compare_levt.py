@@ -62,28 +62,50 @@ def progress(message: str) -> None:
 
 
 def launch(module: str, args, log_path: Path, threads: int):
-    """Start ``python -m module args`` recording its peak RSS; returns (process, start time)."""
+    """Start ``python -m module args``: stdout (fairseq's log and hypotheses) to LOG.out, stderr to
+    LOG, peak RSS to LOG.rss. Returns (process, start time)."""
     env = dict(os.environ, PEAK_RSS_FILE=str(log_path.with_suffix(".rss")), OMP_NUM_THREADS=str(threads))
-    log = open(log_path, "w")
-    proc = subprocess.Popen([sys.executable, "-c", MEASURED, module, *args], stdout=subprocess.PIPE,
-                            stderr=log, text=True, env=env)
+    with open(log_path.with_suffix(".out"), "w") as stdout, open(log_path, "w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-c", MEASURED, module, *args], stdout=stdout, stderr=stderr, env=env)
     return proc, time.perf_counter()
 
 
 def finish(module: str, proc, started: float, log_path: Path):
     """Wait for a launched run; return (stdout text, seconds, peak RSS in MiB)."""
-    stdout, _ = proc.communicate()
+    proc.wait()
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
-        sys.exit(f"{module} failed (exit {proc.returncode}); see {log_path}")
-    log_path.with_suffix(".out").write_text(stdout)
+        sys.exit(f"{module} failed (exit {proc.returncode}); see {log_path} and {log_path.with_suffix('.out')}")
     peak_file = log_path.with_suffix(".rss")
     peak = int(peak_file.read_text()) / 1024 if peak_file.exists() else float("nan")
-    return stdout, seconds, peak
+    return log_path.with_suffix(".out").read_text(), seconds, peak
 
 
 def run_fairseq(module: str, args, log_path: Path, threads: int):
     return finish(module, *launch(module, args, log_path, threads), log_path)
+
+
+def training_summary(name: str, out: Path, seconds: float):
+    """Updates, tokens/s, peak RSS and the validation curve, read from a finished run's logs."""
+    log_path = out / "logs" / f"train_{name}.log"
+    text = log_path.with_suffix(".out").read_text()
+    epochs = [json.loads(m) for m in re.findall(r"\| train \| (\{.*\})", text)]
+    inner = [json.loads(m) for m in re.findall(r"\| train_inner \| (\{.*\})", text)]
+    valid = [json.loads(m) for m in re.findall(r"\| valid \| (\{.*\})", text)]
+    # Per-epoch summaries, plus the train_inner intervals of an epoch cut by --stop-time-hours.
+    wps = [float(e["train_wps"]) for e in epochs] + [float(e["wps"]) for e in inner]
+    updates = max([int(e["train_num_updates"]) for e in epochs] + [int(e["num_updates"]) for e in inner], default=0)
+    peak_file = log_path.with_suffix(".rss")
+    return {
+        "checkpoint": str(out / f"ckpt_{name}" / "checkpoint_last.pt"),
+        "train_seconds": seconds,
+        "updates": updates,
+        "train_tokens_per_s": sum(wps) / len(wps) if wps else float("nan"),
+        "train_peak_rss_mib": int(peak_file.read_text()) / 1024 if peak_file.exists() else float("nan"),
+        "valid_curve": [{"updates": int(v.get("valid_num_updates", 0)), "loss": float(v["valid_loss"]),
+                         "bleu": float(v.get("valid_bleu", "nan")), "wall": float(v.get("valid_wall", 0))}
+                        for v in valid],
+    }
 
 
 def train_all(runs, budget_args, out: Path, threads: int, data_bin):
@@ -98,28 +120,9 @@ def train_all(runs, budget_args, out: Path, threads: int, data_bin):
         started[name] = launch("fairseq_cli.train", args, out / "logs" / f"train_{name}.log", threads)
     results = {}
     for name, _ in runs:
-        log_path = out / "logs" / f"train_{name}.log"
-        _, seconds, peak = finish("fairseq_cli.train", *started[name], log_path)
-        log_text = log_path.read_text()
-        epochs = [json.loads(m) for m in re.findall(r"\| train \| (\{.*\})", log_text)]
-        valid = [json.loads(m) for m in re.findall(r"\| valid \| (\{.*\})", log_text)]
-        # fairseq's per-epoch summaries; --stop-time-hours ends mid-epoch, so add the last partial
-        # interval from the train_inner lines.
-        inner = [json.loads(m) for m in re.findall(r"\| train_inner \| (\{.*\})", log_text)]
-        wps = [float(e["train_wps"]) for e in epochs] + [float(e["wps"]) for e in inner]
-        counts = [int(e["train_num_updates"]) for e in epochs] + [int(e["num_updates"]) for e in inner]
-        updates = max(counts, default=0)
-        progress(f"{name}: {updates} updates in {seconds:.0f}s, peak RSS {peak:.0f} MiB")
-        results[name] = {
-            "checkpoint": str(out / f"ckpt_{name}" / "checkpoint_last.pt"),
-            "train_seconds": seconds,
-            "updates": updates,
-            "train_tokens_per_s": sum(wps) / len(wps) if wps else float("nan"),
-            "train_peak_rss_mib": peak,
-            "valid_curve": [{"updates": int(v.get("valid_num_updates", 0)), "loss": float(v["valid_loss"]),
-                             "bleu": float(v.get("valid_bleu", "nan")), "wall": float(v.get("valid_wall", 0))}
-                            for v in valid],
-        }
+        _, seconds, peak = finish("fairseq_cli.train", *started[name], out / "logs" / f"train_{name}.log")
+        results[name] = training_summary(name, out, seconds)
+        progress(f"{name}: {results[name]['updates']} updates in {seconds:.0f}s, peak RSS {peak:.0f} MiB")
     return results
 
 
@@ -294,6 +297,8 @@ def parse_args(argv=None):
     parser.add_argument("--levt-decode", default=LEVT_DECODE)
     parser.add_argument("--threads", type=int, default=1, help="OMP threads per fairseq process")
     parser.add_argument("--skip-training", action="store_true", help="reuse the checkpoints already in --out")
+    parser.add_argument("--report-only", action="store_true",
+                        help="re-read --out/compare.json and the training logs, redraw the plots, print the table")
     parser.add_argument("--out", required=True)
     return parser.parse_args(argv)
 
@@ -322,6 +327,14 @@ def main(argv=None):
     args = parse_args(argv)
     out = Path(args.out)
     (out / "logs").mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        results = json.loads((out / "compare.json").read_text())
+        for name in ("diffuseq", "levt"):
+            results[name]["train"] = training_summary(name, out, results[name]["train"]["train_seconds"])
+        results["plots"] = plot(results, out)
+        (out / "compare.json").write_text(json.dumps(results, indent=2))
+        print(table(results))
+        return
     data_bin = prepare(args, out)
     if args.jsonl_dir:
         args.source_lang, args.target_lang = "src", "tgt"
@@ -335,8 +348,10 @@ def main(argv=None):
     valid = ("", "") if args.no_valid_bleu else (DIFFUSEQ_VALID, LEVT_VALID)
     runs = [("diffuseq", f"{args.diffuseq_args} {valid[0]} {' '.join(langs)}"),
             ("levt", f"{args.levt_args} {valid[1]} {' '.join(langs)}")]
-    if args.skip_training:
-        trained = json.loads((out / "train.json").read_text())
+    if args.skip_training:  # re-read the finished runs' logs
+        previous = json.loads((out / "train.json").read_text()) if (out / "train.json").exists() else {}
+        trained = {name: training_summary(name, out, previous.get(name, {}).get("train_seconds", float("nan")))
+                   for name, _ in runs}
     else:
         trained = train_all(runs, budget, out, args.threads, data_bin)
         (out / "train.json").write_text(json.dumps(trained, indent=2))

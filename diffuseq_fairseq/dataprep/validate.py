@@ -42,6 +42,10 @@ class ReadStats:
     empty_lines: list[int] = field(default_factory=list)  # first few skipped line numbers
     kept_lines: list[int] = field(default_factory=list, repr=False)  # line of each kept pair
 
+    def keep(self, line: int) -> None:
+        self.kept += 1
+        self.kept_lines.append(line)
+
     def skip_empty(self, line: int) -> None:
         self.skipped_empty += 1
         if len(self.empty_lines) < _MAX_REPORTED_LINES:
@@ -116,8 +120,7 @@ def read_parallel(
             stats.skip_empty(number)
             continue
         pairs.append((src, tgt))
-        stats.kept += 1
-        stats.kept_lines.append(number)
+        stats.keep(number)
     return pairs, stats
 
 
@@ -161,6 +164,5 @@ def read_diffuseq_jsonl(
             stats.skip_empty(number)
             continue
         pairs.append((src, tgt))
-        stats.kept += 1
-        stats.kept_lines.append(number)
+        stats.keep(number)
     return pairs, stats

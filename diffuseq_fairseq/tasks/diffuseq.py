@@ -165,8 +165,9 @@ class DiffuSeqTask(TranslationTask):
         sampler = knob("sampler")
         if sampler == "auto":
             sampler = "ddpm" if steps == total_steps else "ddim"
+        tgt = self.target_dictionary
         return DiffuSeqGenerator(
-            self.target_dictionary,
+            (tgt.pad(), tgt.bos(), tgt.eos()),
             sampler=sampler,
             num_steps=steps,
             total_steps=total_steps,

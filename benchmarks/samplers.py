@@ -1,0 +1,77 @@
+"""Fast sampling vs the paper's sampler, and DiffuSeq vs LevT decoding speed, in one run.
+
+On the same test sentences of a trained DiffuSeq checkpoint (and a LevT checkpoint, e.g. from
+scripts/compare_levt.py), prints BLEU and sentences/s of:
+ancestral DDPM over all T steps (the paper), DDIM and DPM-Solver++ at 10 and 20 steps, MBR over
+10 candidates vs 1, and LevT with its default iterations, as ratios.
+
+    python benchmarks/samplers.py --data-bin runs/compare_multi30k/test_first_200 --source-lang de \\
+        --target-lang en --diffuseq runs/compare_multi30k/ckpt_diffuseq/checkpoint_last.pt \\
+        --levt runs/compare_multi30k/ckpt_levt/checkpoint_last.pt --test-sentences 50 --out runs/samplers
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+from compare_levt import LEVT_DECODE, generate, metrics_of, progress, test_subset  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-bin", required=True, help="data-bin with a test split (and text/test.* for subsets)")
+    parser.add_argument("--source-lang", required=True)
+    parser.add_argument("--target-lang", required=True)
+    parser.add_argument("--diffuseq", required=True, help="DiffuSeq checkpoint")
+    parser.add_argument("--levt", help="LevT checkpoint (for the speed ratio)")
+    parser.add_argument("--test-sentences", type=int, default=0, help="first N test pairs (needs DATA_BIN/text)")
+    parser.add_argument("--ddpm-steps", type=int, default=0, help="steps of the ancestral baseline (default: T)")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    data_bin = Path(args.data_bin)
+    if args.test_sentences:
+        data_bin = test_subset(data_bin, args.source_lang, args.target_lang, args.test_sentences, out, args.threads)
+    langs = f"--source-lang {args.source_lang} --target-lang {args.target_lang}"
+    ddpm = f"--sampler ddpm --diffusion-steps {args.ddpm_steps}" if args.ddpm_steps else "--sampler ddpm"
+    runs = {
+        "ddpm full T (paper)": ddpm,
+        "ddim 20": "--sampler ddim --diffusion-steps 20",
+        "dpm-solver++ 10": "--sampler dpm-solver++ --diffusion-steps 10",
+        "dpm-solver++ 20": "--sampler dpm-solver++ --diffusion-steps 20",
+        "dpm-solver++ 20, MBR 10": "--sampler dpm-solver++ --diffusion-steps 20 --mbr-candidates 10",
+    }
+    results = {}
+    for label, flags in runs.items():
+        progress(f"DiffuSeq {label}")
+        gen_file, speed = generate("diffuseq", data_bin, args.diffuseq, f"--task diffuseq {langs} {flags}",
+                                   out, args.threads, label.replace(" ", "_").replace(",", ""))
+        results[label] = {"speed": speed, "metrics": metrics_of(gen_file)}
+    if args.levt:
+        progress("LevT")
+        gen_file, speed = generate("levt", data_bin, args.levt, f"--task translation_lev {langs} {LEVT_DECODE}",
+                                   out, args.threads, "default")
+        results["levt"] = {"speed": speed, "metrics": metrics_of(gen_file)}
+
+    print(f"\n{'decoder':28s} {'BLEU':>7s} {'sacreBLEU':>9s} {'sent/s':>8s}")
+    for label, entry in results.items():
+        m, s = entry["metrics"], entry["speed"]
+        print(f"{label:28s} {100 * m['bleu']:7.2f} {100 * m['sacrebleu']:9.2f} {s['sentences_per_s']:8.2f}")
+    base = results["ddpm full T (paper)"]
+    for label in ("dpm-solver++ 10", "dpm-solver++ 20"):
+        gap = 100 * (results[label]["metrics"]["bleu"] - base["metrics"]["bleu"])
+        speedup = results[label]["speed"]["sentences_per_s"] / base["speed"]["sentences_per_s"]
+        print(f"{label} vs DDPM full T: BLEU {gap:+.2f}, {speedup:.0f}x faster")
+    mbr_ratio = results["dpm-solver++ 20"]["speed"]["sentences_per_s"] / results["dpm-solver++ 20, MBR 10"]["speed"]["sentences_per_s"]
+    print(f"wall time MBR 10 / MBR 1: {mbr_ratio:.2f}x")
+    if args.levt:
+        ratio = results["dpm-solver++ 20"]["speed"]["sentences_per_s"] / results["levt"]["speed"]["sentences_per_s"]
+        print(f"decoding speed DiffuSeq (dpm-solver++ 20, S=1) / LevT: {ratio:.2f}x")
+    (out / "samplers.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""The side-by-side command end to end on tiny generated data (slow: trains and decodes 2 models)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from diffuseq_fairseq.dataprep.toy_task import write_toy_task
+
+REPO = Path(__file__).resolve().parent.parent
+TINY_DIFFUSEQ = (
+    "--task diffuseq --arch diffuseq_tiny --criterion diffuseq_loss --num-timesteps 100 --encoder-layers 1 "
+    "--encoder-embed-dim 32 --encoder-ffn-embed-dim 64 --encoder-attention-heads 2 --latent-dim 16 "
+    "--optimizer adam --lr 1e-3 --max-tokens 1000 --self-condition --anchor-loss-weight 1"
+)
+TINY_LEVT = (
+    "--task translation_lev --arch levenshtein_transformer --criterion nat_loss --noise random_delete "
+    "--share-all-embeddings --encoder-layers 1 --decoder-layers 1 --encoder-embed-dim 32 --decoder-embed-dim 32 "
+    "--encoder-ffn-embed-dim 64 --decoder-ffn-embed-dim 64 --encoder-attention-heads 2 --decoder-attention-heads 2 "
+    "--optimizer adam --lr 1e-3 --max-tokens 1000"
+)
+
+
+@pytest.mark.slow
+def test_compare_levt_on_toy_data(tmp_path):
+    write_toy_task(tmp_path / "raw", n_train=300, n_valid=30, n_test=30)
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(REPO / "scripts" / "compare_levt.py"), "--trainpref", str(tmp_path / "raw" / "train"),
+           "--validpref", str(tmp_path / "raw" / "valid"), "--testpref", str(tmp_path / "raw" / "test"),
+           "--source-lang", "src", "--target-lang", "tgt", "--bpe-merges", "0", "--max-update", "20",
+           "--test-sentences", "20", "--mbr-sizes", "1,3", "--step-counts", "5,10", "--out", str(out),
+           "--diffuseq-args", TINY_DIFFUSEQ, "--levt-args", TINY_LEVT]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "decode sentences/s" in proc.stdout and "ratios:" in proc.stdout
+    result = json.loads((out / "compare.json").read_text())
+    for key in ("bleu", "rouge_l", "dist_1", "self_bleu", "div_4", "avg_len", "sacrebleu"):
+        assert key in result["diffuseq"]["mbr"]["3"]["metrics"]
+    assert result["diffuseq"]["diversity"]["dpm-solver++"]["metrics"]["self_bleu"] is not None
+    assert len(result["diffuseq"]["history"]) == 20
+    assert result["levt"]["train"]["updates"] == 20 and result["diffuseq"]["train"]["updates"] == 20
+    for name in result["plots"]:
+        assert Path(name).stat().st_size > 1000
