@@ -43,7 +43,7 @@ def canvas_rule(paper: bool):
 def decode_seconds(network, tokens, lengths, candidates, steps, paper_canvas, batch=100):
     generator = DiffuSeqGenerator(
         (PAD, BOS, EOS), sampler="dpm-solver++", num_steps=steps, total_steps=network.cfg.num_timesteps,
-        step_spacing="uniform", eta=0.0, rounding=True, num_candidates=candidates,
+        step_spacing="uniform", eta=0.0, rounding="l2", num_candidates=candidates,
         canvas_length=canvas_rule(paper_canvas), retain_history=False, base_seed=1,
     )
     start = time.perf_counter()

@@ -97,7 +97,7 @@ def measure_decoding(net, batch, device, steps=20):
     for candidates in (1, 10):
         generator = DiffuSeqGenerator(
             (PAD, BOS, EOS), sampler="dpm-solver++", num_steps=steps, total_steps=net.cfg.num_timesteps,
-            step_spacing="uniform", eta=0.0, rounding=True, num_candidates=candidates,
+            step_spacing="uniform", eta=0.0, rounding="l2", num_candidates=candidates,
             canvas_length=lambda s: 32, retain_history=False, base_seed=1,
         )
         with torch.autocast("cuda", dtype=torch.bfloat16):

@@ -15,6 +15,9 @@ from .diffusion import DPMSolverPP, ddim_step, ddpm_step, discrete_absorb, round
 from .mbr import mbr_order
 
 SAMPLERS = ("ddpm", "ddim", "dpm-solver++")
+# How x̂0 is clamped to a word at every step: the nearest embedding in L2 (official DiffuSeq),
+# the embedding of argmax lm_head(x̂0) (Difformer's clamping: uses the trained output bias), or none.
+ROUNDINGS = ("l2", "logits", "none")
 
 
 def _seeded_normal(shape, seed: int) -> torch.Tensor:
@@ -32,7 +35,7 @@ class DiffuSeqGenerator:
         total_steps: int,
         step_spacing: str,
         eta: float,
-        rounding: bool,
+        rounding: str,
         num_candidates: int,
         canvas_length: Callable[[torch.Tensor], int],
         retain_history: bool,
@@ -40,6 +43,8 @@ class DiffuSeqGenerator:
     ):
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown --sampler {sampler!r}; choose one of {SAMPLERS}")
+        if rounding not in ROUNDINGS:
+            raise ValueError(f"unknown rounding {rounding!r}; choose one of {ROUNDINGS}")
         if num_candidates < 1:
             raise ValueError("--mbr-candidates must be at least 1")
         self.pad, self.bos, self.eos = special_ids
@@ -124,8 +129,10 @@ class DiffuSeqGenerator:
             t_batch = torch.full((x.size(0),), t, dtype=torch.long, device=device)
             self_cond = x0_hat if model.cfg.self_condition else None
             x0_hat = model.denoise(x, t_batch, source, self_cond=self_cond)
-            if self.rounding:
+            if self.rounding == "l2":
                 x0_hat = round_to_embeddings(x0_hat, embeddings)
+            elif self.rounding == "logits":
+                x0_hat = embeddings[model.logits(x0_hat).argmax(-1)].to(x0_hat.dtype)
             if self.retain_history:
                 history.append(x0_hat)
             if solver is not None:

@@ -98,8 +98,9 @@ def test_train_validate_generate_interactive(data_bin, checkpoint):
         (["--sampler", "ddim", "--ddim-eta", "0.5"], STEPS),
         (["--sampler", "dpm-solver++", "--step-spacing", "logsnr"], STEPS),
         (["--no-rounding"], STEPS),
+        (["--rounding", "logits"], STEPS),
     ],
-    ids=["ddpm", "ddim-eta0.5", "dpm-solver++-logsnr", "no-rounding"],
+    ids=["ddpm", "ddim-eta0.5", "dpm-solver++-logsnr", "no-rounding", "logits-rounding"],
 )
 def test_samplers(data_bin, checkpoint, flags, steps):
     lines = assert_hypotheses(generate(data_bin, checkpoint, *flags))

@@ -24,7 +24,7 @@ def sample():
 
 def make(sampler="dpm-solver++", steps=5, candidates=3, seed=1, history=False, eta=0.0):
     return DiffuSeqGenerator((PAD, BOS, EOS), sampler=sampler, num_steps=steps, total_steps=50, step_spacing="uniform",
-                             eta=eta, rounding=True, num_candidates=candidates, canvas_length=lambda lengths: 6,
+                             eta=eta, rounding="l2", num_candidates=candidates, canvas_length=lambda lengths: 6,
                              retain_history=history, base_seed=seed)
 
 

@@ -41,9 +41,11 @@ class DiffuSeqConfig(TranslationConfig):
     diffusion_steps: Optional[int] = field(default=None, metadata={"help": "sampling steps (default: T)"})
     step_spacing: str = field(default="uniform", metadata={"help": "uniform | logsnr spacing of the sampling steps"})
     ddim_eta: float = field(default=0.0, metadata={"help": "DDIM eta (0: deterministic, 1: DDPM posterior)"})
-    no_rounding: bool = field(
-        default=False, metadata={"help": "do not clamp x0 to the nearest word embedding at every step"}
+    rounding: str = field(
+        default="l2", metadata={"help": "clamp x0 to a word embedding at every step: l2 (nearest embedding, "
+                                "official), logits (embedding of argmax lm_head(x0)), none"}
     )
+    no_rounding: bool = field(default=False, metadata={"help": "same as --rounding none"})
     mbr_candidates: int = field(default=1, metadata={"help": "noise draws per source; MBR picks the best"})
 
 
@@ -173,7 +175,7 @@ class DiffuSeqTask(TranslationTask):
             total_steps=total_steps,
             step_spacing=knob("step_spacing"),
             eta=float(knob("ddim_eta")),
-            rounding=not knob("no_rounding"),
+            rounding="none" if knob("no_rounding") else knob("rounding"),
             num_candidates=int(knob("mbr_candidates")),
             canvas_length=self.canvas_length,
             retain_history=bool(getattr(args, "retain_iter_history", False)),
