@@ -127,12 +127,17 @@ def train_all(runs, budget_args, out: Path, threads: int, data_bin):
     return results
 
 
-def generate(name, data_bin, checkpoint, extra, out: Path, threads: int, tag: str):
+def generate(name, data_bin, checkpoint, extra, out: Path, threads: int, tag: str, reuse: bool = False):
     args = [str(data_bin), "--user-dir", USER_DIR, "--path", checkpoint, "--gen-subset", "test", "--cpu",
             "--batch-size", "100", "--remove-bpe", "--seed", "1", *shlex.split(extra)]
-    stdout, seconds, peak = run_fairseq("fairseq_cli.generate", args, out / "logs" / f"gen_{name}_{tag}.log", threads)
+    log_path = out / "logs" / f"gen_{name}_{tag}.log"
     gen_file = out / f"gen_{name}_{tag}.txt"
-    gen_file.write_text(stdout)
+    if reuse and gen_file.exists() and log_path.with_suffix(".rss").exists():  # finished earlier
+        stdout, seconds = gen_file.read_text(), float("nan")
+        peak = int(log_path.with_suffix(".rss").read_text()) / 1024
+    else:
+        stdout, seconds, peak = run_fairseq("fairseq_cli.generate", args, log_path, threads)
+        gen_file.write_text(stdout)
     footer = re.search(r"Translated ([\d,]+) sentences .* in ([\d.]+)s \(([\d.]+) sentences/s", stdout +
                        (out / "logs" / f"gen_{name}_{tag}.log").read_text())
     return gen_file, {
@@ -298,6 +303,9 @@ def parse_args(argv=None):
     parser.add_argument("--levt-decode", default=LEVT_DECODE)
     parser.add_argument("--threads", type=int, default=1, help="OMP threads per fairseq process")
     parser.add_argument("--skip-training", action="store_true", help="reuse the checkpoints already in --out")
+    parser.add_argument("--reuse-decodes", action="store_true", help="keep decodes already finished in --out")
+    parser.add_argument("--diversity-samplers", default="dpm-solver++,ddim-eta1",
+                        help="samplers drawing 3 samples per source for the diversity metrics (Fig. 4)")
     parser.add_argument("--report-only", action="store_true",
                         help="re-read --out/compare.json and the training logs, redraw the plots, print the table")
     parser.add_argument("--out", required=True)
@@ -361,7 +369,7 @@ def main(argv=None):
 
     progress("decoding with LevT")
     gen_file, speed = generate("levt", test_bin, results["levt"]["train"]["checkpoint"],
-                               f"--task translation_lev {args.levt_decode} {' '.join(langs)}", out, args.threads, "default")
+                               f"--task translation_lev {args.levt_decode} {' '.join(langs)}", out, args.threads, "default", args.reuse_decodes)
     results["levt"]["decode"] = {"speed": speed, "metrics": metrics_of(gen_file)}
 
     diffuseq = results["diffuseq"]
@@ -371,23 +379,28 @@ def main(argv=None):
     for size in [int(s) for s in args.mbr_sizes.split(",")]:
         progress(f"decoding with DiffuSeq, {args.diffuseq_decode}, MBR over {size} candidate(s)")
         gen_file, speed = generate("diffuseq", test_bin, checkpoint, f"{base} {args.diffuseq_decode} --mbr-candidates {size}",
-                                   out, args.threads, f"mbr{size}")
+                                   out, args.threads, f"mbr{size}", args.reuse_decodes)
         diffuseq["mbr"][str(size)] = {"speed": speed, "metrics": metrics_of(gen_file)}
     diffuseq["diversity"] = {}
-    for label, sampler in (("dpm-solver++", "--sampler dpm-solver++"), ("ddim eta=1", "--sampler ddim --ddim-eta 1")):
+    diversity = {"dpm-solver++": ("dpm-solver++", "--sampler dpm-solver++"),
+                 "ddim-eta1": ("ddim eta=1", "--sampler ddim --ddim-eta 1")}
+    for label, sampler in (diversity[key] for key in args.diversity_samplers.split(",")):
         progress(f"decoding 3 samples per source with {label} (diversity, reverse-process history)")
         history = "--retain-iter-history" if label == "dpm-solver++" else ""
         gen_file, speed = generate("diffuseq", test_bin, checkpoint,
                                    f"{base} {sampler} --diffusion-steps 20 --mbr-candidates 3 --nbest 3 {history}",
-                                   out, args.threads, "div_" + label.split()[0])
+                                   out, args.threads, "div_" + label.split()[0], args.reuse_decodes)
         diffuseq["diversity"][label] = {"speed": speed, "metrics": metrics_of(gen_file)}
         if history:
             diffuseq["history"] = history_curve(gen_file, 20)
     diffuseq["steps"] = {}
     for steps in [int(s) for s in args.step_counts.split(",")]:
+        if args.diffuseq_decode.split() == ["--sampler", "dpm-solver++", "--diffusion-steps", str(steps)]:
+            diffuseq["steps"][str(steps)] = diffuseq["mbr"]["1"]  # the same decode as |S|=1 above
+            continue
         progress(f"decoding with DiffuSeq, dpm-solver++ {steps} steps")
         gen_file, speed = generate("diffuseq", test_bin, checkpoint, f"{base} --sampler dpm-solver++ --diffusion-steps {steps}",
-                                   out, args.threads, f"steps{steps}")
+                                   out, args.threads, f"steps{steps}", args.reuse_decodes)
         diffuseq["steps"][str(steps)] = {"speed": speed, "metrics": metrics_of(gen_file)}
 
     results["plots"] = plot(results, out)

@@ -177,8 +177,9 @@ def sample_scene(rng: random.Random) -> Scene:
     )
 
 
-def generate_pairs(rng: random.Random, n: int, seen: set[str]) -> list[tuple[str, str]]:
-    """``n`` pairs whose sources are not in ``seen`` (updated in place), so splits never overlap."""
+def generate_pairs(rng: random.Random, n: int, seen: set[str], paraphrases: int = 4) -> list[tuple[str, str]]:
+    """``n`` pairs whose sources are not in ``seen`` (updated in place), so splits never overlap;
+    each target is drawn from the first ``paraphrases`` templates."""
     pairs = []
     while len(pairs) < n:
         scene = sample_scene(rng)
@@ -186,7 +187,7 @@ def generate_pairs(rng: random.Random, n: int, seen: set[str]) -> list[tuple[str
         if source in seen:
             continue
         seen.add(source)
-        pairs.append((source, rng.choice(render_targets(scene))))
+        pairs.append((source, rng.choice(render_targets(scene)[:paraphrases])))
     return pairs
 
 
@@ -200,6 +201,7 @@ def write_toy_task(
     n_valid: int = 500,
     n_test: int = 500,
     seed: int = 1,
+    paraphrases: int = 4,
 ) -> dict[str, int]:
     """Write ``{train,valid,test}.{src,tgt}`` to ``out_dir``; returns the pair count per split.
 
@@ -213,7 +215,7 @@ def write_toy_task(
     seen: set[str] = set()
     counts: dict[str, int] = {}
     for split, n in zip(_SPLITS, (n_train, n_valid, n_test)):
-        pairs = generate_pairs(rng, n, seen)
+        pairs = generate_pairs(rng, n, seen, paraphrases)
         _write_lines(out / f"{split}.src", (s for s, _ in pairs))
         _write_lines(out / f"{split}.tgt", (t for _, t in pairs))
         counts[split] = len(pairs)
@@ -230,8 +232,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--n-valid", type=int, default=500)
     parser.add_argument("--n-test", type=int, default=500)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--paraphrases", type=int, default=4, choices=range(1, 5),
+                        help="templates the training targets are drawn from (1: deterministic passive voice)")
     args = parser.parse_args(argv)
-    counts = write_toy_task(args.out_dir, args.n_train, args.n_valid, args.n_test, args.seed)
+    counts = write_toy_task(args.out_dir, args.n_train, args.n_valid, args.n_test, args.seed, args.paraphrases)
     print(" ".join(f"{split}={n}" for split, n in counts.items()), f"vocab={len(vocabulary())}")
 
 
