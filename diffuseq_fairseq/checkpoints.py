@@ -73,8 +73,11 @@ def _explain(path, error: Exception) -> str:
 
 def install() -> None:
     """Allowlist fairseq's checkpoint globals and give checkpoint failures clear messages."""
-    torch.serialization.add_safe_globals(SAFE_GLOBALS)
     from fairseq import checkpoint_utils
+    from fairseq.distributed.utils import _TensorPlaceholder
+
+    # The broadcast replaces tensors by index placeholders before pickling the rest.
+    torch.serialization.add_safe_globals(SAFE_GLOBALS + [_TensorPlaceholder])
 
     original = checkpoint_utils.load_checkpoint_to_cpu
     if getattr(original, "_diffuseq_wrapped", False):
