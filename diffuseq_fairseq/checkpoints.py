@@ -63,7 +63,8 @@ def _explain(path, error: Exception) -> str:
     text = str(error)
     # Only a pickle that names a global (class or function) outside the allowlist is a refusal;
     # every other failure of the safe unpickler means damaged bytes.
-    refused = [line.strip() for line in text.splitlines() if "Unsupported global" in line or "but got <class" in line]
+    refused = [line.strip() for line in text.splitlines()
+               if "unsupported global" in line.lower() or "but got <class" in line]
     if refused:
         return (f"refusing to load checkpoint {path}: it contains an object outside the allowlist of "
                 f"diffuseq_fairseq.checkpoints ({refused[0]}). Only load checkpoints from sources you trust.")
