@@ -1,6 +1,7 @@
-"""The embedded toy task is learned (a scaled-down quickstart, passive-voice targets): after 400
-updates DiffuSeq's outputs are exact valid paraphrases far more often than copying the source (0 %).
-The full quickstart (10,000 pairs, 1,200 updates) measured 27.5 % at 400 updates."""
+"""The embedded toy task is learned (the quickstart's settings, passive-voice targets, 200 test
+sources): DiffuSeq's outputs are exact valid paraphrases far more often than copying the source
+(0 %). Measured with these settings: 80 % after 1,200 updates (27.5 % after 400, but a 400-update
+run of this test gave 0 %, so fewer updates are not a reliable check)."""
 import os
 
 import pytest
@@ -12,13 +13,13 @@ from fairseq_harness import USER_DIR, generate_main, train_model
 from fairseq import options
 from fairseq_cli import preprocess
 
-UPDATES = int(os.environ.get("QUICKSTART_TEST_UPDATES", "400"))
+UPDATES = int(os.environ.get("QUICKSTART_TEST_UPDATES", "1200"))
 
 
 @pytest.mark.slow
 def test_toy_paraphrase_task_is_learned(tmp_path):
     raw, data_bin = tmp_path / "raw", tmp_path / "bin"
-    write_toy_task(raw, n_train=10000, n_valid=50, n_test=100, paraphrases=1)
+    write_toy_task(raw, n_train=10000, n_valid=100, n_test=200, paraphrases=1)
     preprocess.main(options.get_preprocessing_parser().parse_args([
         "--source-lang", "src", "--target-lang", "tgt", "--trainpref", str(raw / "train"),
         "--validpref", str(raw / "valid"), "--testpref", str(raw / "test"), "--joined-dictionary",
@@ -32,10 +33,10 @@ def test_toy_paraphrase_task_is_learned(tmp_path):
         "--num-workers", "0", "--no-epoch-checkpoints", "--disable-validation"])
     output = generate_main(data_bin, checkpoint, [
         "--user-dir", USER_DIR, "--task", "diffuseq", "--gen-subset", "test", "--batch-size", "100", "--cpu",
-        "--sampler", "dpm-solver++", "--diffusion-steps", "20"])
+        "--sampler", "dpm-solver++", "--diffusion-steps", "20", "--mbr-candidates", "5", "--nbest", "5"])
     gen_file = tmp_path / "generate.txt"
     gen_file.write_text(output)
     result = score(str(gen_file))
     print(result)
-    assert result["sentences"] == 100 and result["copy_source_exact_match"] == 0.0
-    assert result["exact_match"] >= 0.1, result
+    assert result["sentences"] == 200 and result["copy_source_exact_match"] == 0.0
+    assert result["exact_match"] >= 0.5, result
