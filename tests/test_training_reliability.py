@@ -33,7 +33,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("fairseq")
 
-import diffuseq_fairseq  # noqa: E402  (allowlists fairseq's checkpoint globals for weights_only)
+import diffuseq_fairseq  # noqa: E402,F401  (allowlists fairseq's checkpoint globals for weights_only)
 
 REPO = Path(__file__).resolve().parents[1]
 USER_DIR = REPO / "diffuseq_fairseq"

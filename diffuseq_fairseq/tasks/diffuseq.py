@@ -9,7 +9,6 @@
   gives the paper's full 128-position canvas.
 """
 import logging
-import math
 from dataclasses import dataclass, field
 from typing import Optional
 
