@@ -8,6 +8,12 @@ ancestral DDPM over all T steps (the paper), DDIM and DPM-Solver++ at 10 and 20 
     python benchmarks/samplers.py --data-bin runs/compare_multi30k/test_first_200 --source-lang de \\
         --target-lang en --diffuseq runs/compare_multi30k/ckpt_diffuseq/checkpoint_last.pt \\
         --levt runs/compare_multi30k/ckpt_levt/checkpoint_last.pt --test-sentences 50 --out runs/samplers
+
+On a model that has learned its task, e.g. the best toy-task checkpoint of benchmarks/ablation.py
+(--toy adds exact match):
+
+    python benchmarks/samplers.py --data-bin runs/ablation_toy/data-bin --source-lang src --target-lang tgt \\
+        --diffuseq runs/ablation_toy/ckpt_v4/checkpoint_last.pt --toy --out runs/samplers_toy
 """
 import argparse
 import json
@@ -16,6 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 from compare_levt import LEVT_DECODE, generate, metrics_of, progress, test_subset  # noqa: E402
+
+from diffuseq_fairseq.dataprep.toy_score import score as toy_score  # noqa: E402
 
 
 def main(argv=None):
@@ -28,6 +36,7 @@ def main(argv=None):
     parser.add_argument("--test-sentences", type=int, default=0, help="first N test pairs (needs DATA_BIN/text)")
     parser.add_argument("--ddpm-steps", type=int, default=0, help="steps of the ancestral baseline (default: T)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--toy", action="store_true", help="also score exact match on the embedded toy task")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -50,21 +59,27 @@ def main(argv=None):
         gen_file, speed = generate("diffuseq", data_bin, args.diffuseq, f"--task diffuseq {langs} {flags}",
                                    out, args.threads, label.replace(" ", "_").replace(",", ""))
         results[label] = {"speed": speed, "metrics": metrics_of(gen_file)}
+        if args.toy:
+            results[label]["exact_match"] = toy_score(str(gen_file))["exact_match"]
     if args.levt:
         progress("LevT")
         gen_file, speed = generate("levt", data_bin, args.levt, f"--task translation_lev {langs} {LEVT_DECODE}",
                                    out, args.threads, "default")
         results["levt"] = {"speed": speed, "metrics": metrics_of(gen_file)}
 
-    print(f"\n{'decoder':28s} {'BLEU':>7s} {'sacreBLEU':>9s} {'sent/s':>8s}")
+    print(f"\n{'decoder':28s} {'BLEU':>7s} {'sacreBLEU':>9s} {'sent/s':>8s}" + (f" {'exact':>6s}" if args.toy else ""))
     for label, entry in results.items():
         m, s = entry["metrics"], entry["speed"]
-        print(f"{label:28s} {100 * m['bleu']:7.2f} {100 * m['sacrebleu']:9.2f} {s['sentences_per_s']:8.2f}")
+        exact = f" {100 * entry['exact_match']:6.1f}" if "exact_match" in entry else ""
+        print(f"{label:28s} {100 * m['bleu']:7.2f} {100 * m['sacrebleu']:9.2f} {s['sentences_per_s']:8.2f}{exact}")
     base = results["ddpm full T (paper)"]
     for label in ("dpm-solver++ 10", "dpm-solver++ 20"):
         gap = 100 * (results[label]["metrics"]["bleu"] - base["metrics"]["bleu"])
         speedup = results[label]["speed"]["sentences_per_s"] / base["speed"]["sentences_per_s"]
-        print(f"{label} vs DDPM full T: BLEU {gap:+.2f}, {speedup:.0f}x faster")
+        exact = ""
+        if args.toy:
+            exact = f", exact match {100 * (results[label]['exact_match'] - base['exact_match']):+.1f} points"
+        print(f"{label} vs DDPM full T: BLEU {gap:+.2f}{exact}, {speedup:.0f}x faster")
     mbr_ratio = results["dpm-solver++ 20"]["speed"]["sentences_per_s"] / results["dpm-solver++ 20, MBR 10"]["speed"]["sentences_per_s"]
     print(f"wall time MBR 10 / MBR 1: {mbr_ratio:.2f}x")
     if args.levt:

@@ -1,4 +1,4 @@
-"""The side-by-side command end to end on tiny generated data (slow: trains and decodes 2 models)."""
+"""The side-by-side and ablation commands end to end on tiny generated data (slow: they train and decode)."""
 import json
 import os
 import subprocess
@@ -43,3 +43,19 @@ def test_compare_levt_on_toy_data(tmp_path):
     assert result["levt"]["train"]["updates"] == 20 and result["diffuseq"]["train"]["updates"] == 20
     for name in result["plots"]:
         assert Path(name).stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_ablation_on_the_toy_task(tmp_path):
+    """benchmarks/ablation.py end to end: toy data, two variants trained, decoded and tabulated."""
+    out = tmp_path / "ablation"
+    cmd = [sys.executable, str(REPO / "benchmarks" / "ablation.py"), "--toy", "--max-update", "3",
+           "--variants", "0,3", "--out", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads((out / "ablation.json").read_text())
+    assert list(result) == ["base (paper)", "+ both"]
+    for entry in result.values():
+        assert entry["train"]["updates"] == 3
+        assert 0.0 <= entry["exact_match"] <= 1.0 and "bleu" in entry["metrics"]
+    assert "+ both" in (out / "ablation.txt").read_text()
