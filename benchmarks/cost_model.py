@@ -23,8 +23,6 @@ PAD, BOS, EOS, VOCAB = 1, 0, 2, 8000
 TINY = dict(encoder_layers=4, encoder_embed_dim=256, encoder_attention_heads=4, encoder_ffn_embed_dim=1024)
 
 
-
-
 def sources(count: int, low: int, high: int, rng: random.Random):
     lengths = [rng.randint(low, high) for _ in range(count)]
     tokens = torch.full((count, max(lengths) + 1), PAD)
