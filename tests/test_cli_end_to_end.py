@@ -118,6 +118,19 @@ def test_v2_options_train_and_generate(data_bin, tmp_path):
     assert_hypotheses(generate(data_bin, checkpoint))
 
 
+def test_shipped_recipe_trains_validates_with_bleu_and_generates(data_bin, tmp_path):
+    """The options the CPU recipes ship (anchor loss, embedding norm, source encoded once), with
+    validation BLEU decoded by DPM-Solver++ as scripts/compare_levt.py runs it."""
+    flags = DIFFUSEQ_TRAIN_FLAGS + [
+        "--max-epoch", "1", "--anchor-loss-weight", "1", "--embed-norm", "--encode-source-once",
+        "--eval-bleu", "--eval-bleu-args", '{"sampler": "dpm-solver++", "diffusion_steps": 5}',
+    ]
+    checkpoint = train_model(data_bin, tmp_path / "ckpt", flags)
+    saved = torch.load(checkpoint)["cfg"]["model"]
+    assert saved["embed_norm"] and saved["encode_source_once"]
+    assert_hypotheses(generate(data_bin, checkpoint, "--sampler", "dpm-solver++"))
+
+
 def test_seed_determinism(data_bin, checkpoint):
     def decoded(seed):
         out = generate(data_bin, checkpoint, "--sampler", "ddpm", "--seed", str(seed))

@@ -1,7 +1,7 @@
 """The embedded toy task is learned (the quickstart's settings, passive-voice targets, 200 test
 sources): DiffuSeq's outputs are exact valid paraphrases far more often than copying the source
-(0 %). Measured with these settings: 80 % after 1,200 updates (27.5 % after 400, but a 400-update
-run of this test gave 0 %, so fewer updates are not a reliable check)."""
+(0 %). The same model and 800 updates scored 89 % at |S|=1 in benchmarks/ablation.py; the paper's
+recipe without the three options scored 66 %."""
 import os
 
 import pytest
@@ -13,7 +13,7 @@ from fairseq_harness import USER_DIR, generate_main, train_model
 from fairseq import options
 from fairseq_cli import preprocess
 
-UPDATES = int(os.environ.get("QUICKSTART_TEST_UPDATES", "1200"))
+UPDATES = int(os.environ.get("QUICKSTART_TEST_UPDATES", "800"))
 
 
 @pytest.mark.slow
@@ -27,7 +27,8 @@ def test_toy_paraphrase_task_is_learned(tmp_path):
     checkpoint = train_model(data_bin, tmp_path / "ckpt", [
         "--user-dir", USER_DIR, "--task", "diffuseq", "--arch", "diffuseq_tiny", "--criterion", "diffuseq_loss",
         "--encoder-layers", "3", "--encoder-embed-dim", "128", "--encoder-ffn-embed-dim", "512", "--latent-dim", "64",
-        "--anchor-loss-weight", "1", "--optimizer", "adam", "--adam-betas", "(0.9,0.98)",
+        "--anchor-loss-weight", "1", "--embed-norm", "--encode-source-once",
+        "--optimizer", "adam", "--adam-betas", "(0.9,0.98)",
         "--lr", "1e-3", "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "300", "--max-tokens", "2048",
         "--dropout", "0.1", "--attention-dropout", "0", "--max-update", str(UPDATES), "--cpu", "--no-progress-bar",
         "--num-workers", "0", "--no-epoch-checkpoints", "--disable-validation"])
