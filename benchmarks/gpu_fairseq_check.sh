@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU check of the fairseq path: build fairseq from the sdist carried in .whl/ (the GPU machine has
-# torch but no fairseq and no network), then train diffuseq_base through fairseq-train with --bf16
-# and --fp16 on the embedded toy task (importance sampler on, T=2000) and decode with MBR.
+# torch but no fairseq and no network), then train diffuseq_base through fairseq-train on the
+# embedded toy task (importance sampler on, T=2000) and decode the --fp16 checkpoint with MBR.
+# --bf16 is tried too, to record that in fairseq 0.12 it means TPU (it fails without XLA).
 # CUDA_HOME is hidden while building: the sdist lacks the libnat_cuda sources (LevT is not run here).
 # Prints fairseq's own train/valid lines; every number comes from fairseq's logs.
 set -euo pipefail
@@ -20,8 +21,8 @@ for precision in bf16 fp16; do
     --max-tokens 16384 --max-update "${UPDATES:-300}" --save-dir "$OUT/ckpt_$precision" --no-epoch-checkpoints \
     --"$precision" --log-interval 100 --log-format simple --num-workers 2 2>&1 | grep -E "train_inner|valid on|done training|Error|nan" || true
 done
-echo "== generate (bf16 checkpoint, dpm-solver++ 20 steps, MBR 10)"
-python3 -m fairseq_cli.generate "$OUT/bin" --user-dir diffuseq_fairseq --task diffuseq --path "$OUT/ckpt_bf16/checkpoint_last.pt" \
+echo "== generate (fp16 checkpoint, dpm-solver++ 20 steps, MBR 10)"
+python3 -m fairseq_cli.generate "$OUT/bin" --user-dir diffuseq_fairseq --task diffuseq --path "$OUT/ckpt_fp16/checkpoint_last.pt" \
   --gen-subset test --batch-size 250 --sampler dpm-solver++ --diffusion-steps 20 --mbr-candidates 10 --nbest 1 > "$OUT/gen.txt" 2> "$OUT/gen.log"
 grep -E "^(S|H)-" "$OUT/gen.txt" | head -n 4; tail -n 2 "$OUT/gen.log"
 python3 -m diffuseq_fairseq.dataprep.toy_score "$OUT/gen.txt"

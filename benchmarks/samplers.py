@@ -9,11 +9,11 @@ ancestral DDPM over all T steps (the paper), DDIM and DPM-Solver++ at 10 and 20 
         --target-lang en --diffuseq runs/compare_multi30k/ckpt_diffuseq/checkpoint_last.pt \\
         --levt runs/compare_multi30k/ckpt_levt/checkpoint_last.pt --test-sentences 50 --out runs/samplers
 
-On a model that has learned its task, e.g. the best toy-task checkpoint of benchmarks/ablation.py
-(--toy adds exact match):
+On a model that has learned its task, e.g. the "+ both" toy-task checkpoint of
+benchmarks/ablation.py (--toy adds exact match; the run in benchmarks/results/samplers_toy_cpu.txt):
 
     python benchmarks/samplers.py --data-bin runs/ablation_toy/data-bin --source-lang src --target-lang tgt \\
-        --diffuseq runs/ablation_toy/ckpt_v4/checkpoint_last.pt --toy --out runs/samplers_toy
+        --diffuseq runs/ablation_toy/ckpt_v3/checkpoint_last.pt --toy --out runs/samplers_toy
 """
 import argparse
 import json
