@@ -3,17 +3,19 @@
 On the same test sentences of a trained DiffuSeq checkpoint (and a LevT checkpoint, e.g. from
 scripts/compare_levt.py), prints BLEU and sentences/s of:
 ancestral DDPM over all T steps (the paper), DDIM and DPM-Solver++ at 10 and 20 steps, MBR over
-10 candidates vs 1, and LevT with its default iterations, as ratios.
+10 candidates vs 1 (independent and forked), --stop-when-stable 2, and LevT with its default
+iterations, as ratios.
 
     python benchmarks/samplers.py --data-bin runs/compare_multi30k/test_first_200 --source-lang de \\
         --target-lang en --diffuseq runs/compare_multi30k/ckpt_diffuseq/checkpoint_last.pt \\
         --levt runs/compare_multi30k/ckpt_levt/checkpoint_last.pt --test-sentences 50 --out runs/samplers
 
 On a model that has learned its task, e.g. the "+ both" toy-task checkpoint of
-benchmarks/ablation.py (--toy adds exact match; the run in benchmarks/results/samplers_toy_cpu.txt):
+benchmarks/ablation.py (--toy adds exact match; the run in benchmarks/results/samplers_toy_cpu.txt
+used the shipped recipe's checkpoint, anchor loss + embedding norm + source once):
 
     python benchmarks/samplers.py --data-bin runs/ablation_toy/data-bin --source-lang src --target-lang tgt \\
-        --diffuseq runs/ablation_toy/ckpt_v3/checkpoint_last.pt --toy --out runs/samplers_toy
+        --diffuseq runs/ablation_toy/ckpt_v8/checkpoint_last.pt --toy --out runs/samplers_toy_v8
 """
 import argparse
 import json
@@ -52,6 +54,8 @@ def main(argv=None):
         "dpm-solver++ 10": "--sampler dpm-solver++ --diffusion-steps 10",
         "dpm-solver++ 20": "--sampler dpm-solver++ --diffusion-steps 20",
         "dpm-solver++ 20, MBR 10": "--sampler dpm-solver++ --diffusion-steps 20 --mbr-candidates 10",
+        "dpm-solver++ 20, stop": "--sampler dpm-solver++ --diffusion-steps 20 --stop-when-stable 2",
+        "dpm-solver++ 20, MBR 10 fork": "--sampler dpm-solver++ --diffusion-steps 20 --mbr-candidates 10 --mbr-shared-fraction 0.8",
     }
     results = {}
     for label, flags in runs.items():
@@ -80,11 +84,14 @@ def main(argv=None):
         if args.toy:
             exact = f", exact match {100 * (results[label]['exact_match'] - base['exact_match']):+.1f} points"
         print(f"{label} vs DDPM full T: BLEU {gap:+.2f}{exact}, {speedup:.0f}x faster")
-    mbr_ratio = results["dpm-solver++ 20"]["speed"]["sentences_per_s"] / results["dpm-solver++ 20, MBR 10"]["speed"]["sentences_per_s"]
-    print(f"wall time MBR 10 / MBR 1: {mbr_ratio:.2f}x")
+    speed = {label: entry["speed"]["sentences_per_s"] for label, entry in results.items()}
+    single = speed["dpm-solver++ 20"]
+    print(f"wall time MBR 10 / MBR 1: {single / speed['dpm-solver++ 20, MBR 10']:.2f}x independent candidates, "
+          f"{single / speed['dpm-solver++ 20, MBR 10 fork']:.2f}x forked after 80% of the steps")
+    print(f"--stop-when-stable 2: {speed['dpm-solver++ 20, stop'] / single:.2f}x faster than every step")
     if args.levt:
-        ratio = results["dpm-solver++ 20"]["speed"]["sentences_per_s"] / results["levt"]["speed"]["sentences_per_s"]
-        print(f"decoding speed DiffuSeq (dpm-solver++ 20, S=1) / LevT: {ratio:.2f}x")
+        print(f"decoding speed DiffuSeq (dpm-solver++ 20, S=1) / LevT: {single / speed['levt']:.2f}x every step, "
+              f"{speed['dpm-solver++ 20, stop'] / speed['levt']:.2f}x with --stop-when-stable 2")
     (out / "samplers.json").write_text(json.dumps(results, indent=2))
 
 

@@ -65,11 +65,11 @@ class SourceContext(NamedTuple):
     cache: Optional[List[KeyValue]]  # per-layer keys/values under --encode-source-once
     hidden: Optional[torch.Tensor]  # last-layer source states under --encode-source-once
 
-    def repeat(self, times: int) -> "SourceContext":
-        """Expand every sentence to ``times`` consecutive copies (MBR candidates)."""
-        rep = lambda x: None if x is None else x.repeat_interleave(times, dim=0)  # noqa: E731
-        cache = None if self.cache is None else [(rep(k), rep(v)) for k, v in self.cache]
-        return SourceContext(rep(self.embeddings), rep(self.key_mask), rep(self.lengths), cache, rep(self.hidden))
+    def select(self, index: torch.Tensor) -> "SourceContext":
+        """Rows ``index`` of the batch (repeats allowed: one copy per MBR candidate)."""
+        pick = lambda x: None if x is None else x[index]  # noqa: E731
+        cache = None if self.cache is None else [(pick(k), pick(v)) for k, v in self.cache]
+        return SourceContext(pick(self.embeddings), pick(self.key_mask), pick(self.lengths), cache, pick(self.hidden))
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:

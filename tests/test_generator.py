@@ -89,3 +89,104 @@ def test_bad_arguments_are_clear_errors():
         make(sampler="euler")
     with pytest.raises(ValueError, match="mbr-candidates"):
         make(candidates=0)
+
+
+class RecordingDenoiser(torch.nn.Module):
+    """Wraps a network and records the batch size of every denoiser call. With ``words``, x̂0 is
+    always those words' embeddings, so the words are stable from the first step."""
+
+    def __init__(self, network, words=None):
+        super().__init__()
+        self.inner, self.calls = network, []
+        self.words = None if words is None else torch.tensor(words)
+        self.cfg, self.diffusion, self.mean_embed = network.cfg, network.diffusion, network.mean_embed
+        self.embed_tokens, self.encode_source = network.embed_tokens, network.encode_source
+        self.word_embeddings, self.logits = network.word_embeddings, network.logits
+
+    def denoise(self, x, t, source, self_cond=None):
+        self.calls.append(x.size(0))
+        if self.words is None:
+            return self.inner.denoise(x, t, source, self_cond)
+        return self.word_embeddings()[self.words].expand(x.size(0), -1, -1).clone()
+
+
+def test_stop_when_stable_finishes_settled_rows_with_the_same_output(network):
+    constant = RecordingDenoiser(network, [5, 6, 7, 8, EOS, PAD])
+    full = make(steps=10, candidates=1).generate([constant], sample())
+    constant.calls.clear()
+    early = DiffuSeqGenerator((PAD, BOS, EOS), sampler="dpm-solver++", num_steps=10, total_steps=50,
+                              step_spacing="uniform", eta=0.0, rounding="l2", num_candidates=1,
+                              canvas_length=lambda lengths: 6, retain_history=False, base_seed=1,
+                              stop_when_stable=2).generate([constant], sample())
+    assert constant.calls == [2, 2, 2]  # words unchanged at steps 2 and 3: both rows stop after 3 calls
+    for full_s, early_s in zip(full, early):
+        assert early_s[0]["tokens"].tolist() == full_s[0]["tokens"].tolist()
+        assert early_s[0]["steps"] == 3 and full_s[0]["steps"] == 10
+
+
+def test_stop_when_stable_longer_than_the_schedule_changes_nothing(network):
+    kwargs = dict(sampler="dpm-solver++", num_steps=6, total_steps=50, step_spacing="uniform", eta=0.0,
+                  rounding="l2", num_candidates=2, canvas_length=lambda lengths: 6, retain_history=False, base_seed=3)
+    plain = DiffuSeqGenerator((PAD, BOS, EOS), **kwargs).generate([network], sample())
+    patient = DiffuSeqGenerator((PAD, BOS, EOS), stop_when_stable=6, **kwargs).generate([network], sample())
+    assert [[h["tokens"].tolist() for h in s] for s in plain] == [[h["tokens"].tolist() for h in s] for s in patient]
+
+
+def shared(fraction, candidates=4, stop=0, network=None):
+    return DiffuSeqGenerator((PAD, BOS, EOS), sampler="dpm-solver++", num_steps=10, total_steps=50,
+                             step_spacing="uniform", eta=0.0, rounding="l2", num_candidates=candidates,
+                             canvas_length=lambda lengths: 6, retain_history=False, base_seed=5,
+                             stop_when_stable=stop, mbr_shared_fraction=fraction)
+
+
+def test_forked_candidates_share_the_first_steps_and_keep_the_single_candidate_output(network):
+    counting = RecordingDenoiser(network)
+    forked = shared(0.7).generate([counting], sample())
+    assert counting.calls == [2] * 7 + [8] * 3  # 7 shared steps for 2 sources, then 4 candidates each
+    single = shared(0.0, candidates=1).generate([network], sample())
+    for one, many in zip(single, forked):
+        assert one[0]["tokens"].tolist() in [h["tokens"].tolist() for h in many]  # candidate 0 went on unchanged
+    assert any(len({tuple(h["tokens"].tolist()) for h in s}) > 1 for s in forked)  # the others were re-noised
+
+
+def test_shared_steps_never_stop_early_so_that_the_candidates_fork(network):
+    constant = RecordingDenoiser(network, [5, 6, 7, 8, EOS, PAD])
+    shared(0.5, stop=1).generate([constant], sample())
+    assert constant.calls == [2] * 5 + [8]  # settled from the start, yet forked after 5 steps
+
+
+def test_forked_candidates_do_not_depend_on_the_batch(network):
+    full = shared(0.5, stop=1).generate([network], sample())
+    alone = sample()
+    alone["id"] = alone["id"][1:]
+    alone["net_input"] = {"src_tokens": alone["net_input"]["src_tokens"][1:, :3], "src_lengths": torch.tensor([3])}
+    single = shared(0.5, stop=1).generate([network], alone)
+    assert sorted(h["tokens"].tolist() for h in single[0]) == sorted(h["tokens"].tolist() for h in full[1])
+
+
+def test_bad_early_stop_and_fork_arguments():
+    with pytest.raises(ValueError, match="stop-when-stable"):
+        shared(0.0, stop=-1)
+    with pytest.raises(ValueError, match="mbr-shared-fraction"):
+        shared(1.0)
+
+
+def test_rows_are_decoded_in_length_groups_and_returned_in_batch_order(network):
+    """20 long and 20 short sources: two groups, each decoded with its own canvas, as if it had
+    been a batch of its own."""
+    torch.manual_seed(1)
+    lengths = torch.tensor([10, 3] * 20)
+    src = torch.full((40, 10), PAD)
+    for row, n in enumerate(lengths.tolist()):
+        src[row, : n - 1] = torch.randint(4, VOCAB, (n - 1,))
+        src[row, n - 1] = EOS
+    ids = torch.arange(100, 140)
+    generator = DiffuSeqGenerator((PAD, BOS, EOS), sampler="dpm-solver++", num_steps=4, total_steps=50,
+                                  step_spacing="uniform", eta=0.0, rounding="l2", num_candidates=1,
+                                  canvas_length=lambda n: int(n.max()) + 2, retain_history=False, base_seed=1)
+    assert [g.tolist() for g in generator._length_groups(lengths)] == [list(range(0, 40, 2)), list(range(1, 40, 2))]
+    whole = generator.generate([network], {"id": ids, "net_input": {"src_tokens": src, "src_lengths": lengths}})
+    for rows, width in ((slice(0, 40, 2), 10), (slice(1, 40, 2), 3)):
+        part = generator.generate([network], {"id": ids[rows], "net_input": {"src_tokens": src[rows, :width],
+                                                                            "src_lengths": lengths[rows]}})
+        assert [h[0]["tokens"].tolist() for h in part] == [h[0]["tokens"].tolist() for h in whole[rows]]
