@@ -24,5 +24,5 @@ done
 echo "== generate (fp16 checkpoint, dpm-solver++ 20 steps, MBR 10)"
 python3 -m fairseq_cli.generate "$OUT/bin" --user-dir diffuseq_fairseq --task diffuseq --path "$OUT/ckpt_fp16/checkpoint_last.pt" \
   --gen-subset test --batch-size 250 --sampler dpm-solver++ --diffusion-steps 20 --mbr-candidates 10 --nbest 1 > "$OUT/gen.txt" 2> "$OUT/gen.log"
-grep -E "^(S|H)-" "$OUT/gen.txt" | head -n 4; tail -n 2 "$OUT/gen.log"
+awk '/^(S|H)-/ && ++shown <= 4' "$OUT/gen.txt"; tail -n 2 "$OUT/gen.log"
 python3 -m diffuseq_fairseq.dataprep.toy_score "$OUT/gen.txt"

@@ -221,8 +221,7 @@ class DPMSolverPP:
         return x_s + centre
 
     def select_rows(self, index: torch.Tensor) -> None:
-        """Keep (and possibly repeat) the history rows ``index``: rows that stopped early leave the
-        batch, forked MBR candidates inherit their trajectory's history."""
+        """Keep the history rows ``index`` only (rows that stopped early leave the batch)."""
         if self._prev_x0 is not None:
             self._prev_x0 = self._prev_x0[index]
 

@@ -44,7 +44,6 @@ class DiffuSeqGenerator:
         retain_history: bool,
         base_seed: int,
         stop_when_stable: int = 0,
-        mbr_shared_fraction: float = 0.0,
     ):
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown --sampler {sampler!r}; choose one of {SAMPLERS}")
@@ -54,8 +53,6 @@ class DiffuSeqGenerator:
             raise ValueError("--mbr-candidates must be at least 1")
         if stop_when_stable < 0:
             raise ValueError("--stop-when-stable must be 0 (off) or a number of steps")
-        if not 0 <= mbr_shared_fraction < 1:
-            raise ValueError("--mbr-shared-fraction must be in [0, 1)")
         self.pad, self.bos, self.eos = special_ids
         self.sampler = sampler
         self.num_steps = num_steps
@@ -68,32 +65,15 @@ class DiffuSeqGenerator:
         self.retain_history = retain_history
         self.base_seed = base_seed
         self.stop_when_stable = stop_when_stable
-        self.mbr_shared_fraction = mbr_shared_fraction
 
-    def _noise(self, sample_ids, sentence, candidate, canvas: int, latent: int, device, dtype, fork: bool):
-        """One draw per (sentence id, candidate): the same --seed gives the same candidates, whatever
-        the batch. ``fork`` draws the independent noise that re-noises a forked candidate."""
-        ids = sample_ids.tolist()
+    def _initial_noise(self, sample_ids: torch.Tensor, canvas: int, latent: int, device, dtype) -> torch.Tensor:
+        """One noise draw per (sentence id, candidate): the same --seed gives the same candidates."""
         draws = [
-            _seeded_normal((canvas, latent), hash((self.base_seed, ids[s], c) + ((1,) if fork else ())) & 0x7FFFFFFF)
-            for s, c in zip(sentence.tolist(), candidate.tolist())
+            _seeded_normal((canvas, latent), hash((self.base_seed, int(i), j)) & 0x7FFFFFFF)
+            for i in sample_ids.tolist()
+            for j in range(self.num_candidates)
         ]
         return torch.stack(draws).to(device=device, dtype=dtype)  # drawn on the CPU, one copy
-
-    def _fork(self, x, x0_hat, abar: float, source, sentence, sample_ids, mean, solver):
-        """Split each shared trajectory into the MBR candidates at level ᾱ: candidate 0 goes on
-        from x (so it is the |S|=1 output), the others restart from q(x_ᾱ | x̂0) with their own noise."""
-        cands = self.num_candidates
-        index = torch.arange(x.size(0), device=x.device).repeat_interleave(cands)
-        candidate = torch.arange(cands).repeat(x.size(0))
-        centre = 0 if mean is None else mean
-        fresh = self._noise(sample_ids, sentence.repeat_interleave(cands), candidate, x.size(1), x.size(2),
-                            x.device, x.dtype, fork=True)
-        restarted = math.sqrt(abar) * (x0_hat[index] - centre) + math.sqrt(1 - abar) * fresh + centre
-        keep_going = candidate.eq(0).to(x.device).view(-1, 1, 1)
-        if solver is not None:
-            solver.select_rows(index)
-        return torch.where(keep_going, x[index], restarted), x0_hat[index], source.select(index)
 
     def _compact(self, tokens: torch.Tensor, scores: torch.Tensor):
         """Output tokens up to the first </s>, without padding/bos, moved to the front of each row,
@@ -123,12 +103,6 @@ class DiffuSeqGenerator:
         """Tokens of lm_head(x) and their log-probs."""
         scores, tokens = torch.log_softmax(model.logits(x).float(), dim=-1).max(-1)
         return tokens, scores
-
-    def _shared_steps(self, total: int) -> int:
-        """Steps run once per source before the MBR candidates fork (0: independent candidates)."""
-        if self.num_candidates == 1 or self.mbr_shared_fraction <= 0:
-            return 0
-        return min(round(self.mbr_shared_fraction * total), total - 1)
 
     def _word_ids(self, model, x0_hat: torch.Tensor, embeddings: torch.Tensor):
         """Round x̂0 as --rounding says; return (x̂0 to step with, the words it stands for)."""
@@ -183,17 +157,10 @@ class DiffuSeqGenerator:
         diffusion, mean = model.diffusion, model.mean_embed
         steps = sampling_steps(self.num_steps, self.total_steps, self.step_spacing, diffusion.alphas_cumprod)
         pairs = step_pairs(steps, diffusion.alphas_cumprod)
-        shared = self._shared_steps(len(pairs))
 
-        # Active rows are (sentence, candidate) pairs; candidate -1 is a trajectory shared by all
-        # candidates of its sentence (before the fork of --mbr-shared-fraction).
-        if shared:
-            sentence, candidate = torch.arange(batch), torch.full((batch,), -1)
-        else:
-            sentence, candidate = torch.arange(batch).repeat_interleave(cands), torch.arange(cands).repeat(batch)
         context = model.encode_source(src_tokens, src_lengths)
-        source = context.select(sentence.to(device))
-        x = self._noise(sample_ids, sentence, candidate.clamp(min=0), canvas, latent, device, dtype, fork=False)
+        source = context.select(torch.arange(batch, device=device).repeat_interleave(cands))
+        x = self._initial_noise(sample_ids, canvas, latent, device, dtype)
         step_noise = torch.Generator(device=device).manual_seed(hash((self.base_seed, int(sample_ids[0]))) & 0x7FFFFFFF)
         if mean is not None:
             x = x + mean
@@ -202,35 +169,22 @@ class DiffuSeqGenerator:
                 everywhere = torch.ones(x.shape[:2], dtype=torch.bool, device=device)
                 x = discrete_absorb(x, torch.full((x.size(0),), rate, device=device), everywhere, mean, step_noise)
 
-        # Final x (the output's embedding space) per (sentence, candidate); rows that stop early
-        # are written when they stop, the rest after the last step.
-        final = torch.zeros(batch, cands, canvas, latent, device=device, dtype=dtype)
+        # ``active`` maps the rows still being denoised to their (sentence·S + candidate) row of
+        # ``final``; rows that stop early are written there when they stop, the rest at the end.
+        active = torch.arange(batch * cands, device=device)
+        final = torch.zeros_like(x)
         latest = final.clone() if self.retain_history else None
-        steps_taken = torch.full((batch, cands), len(pairs))
-
-        def write(table, values, rows=None):
-            """table[sentence, candidate] = values for the active rows (all of them, or the mask rows)."""
-            s, c = (sentence, candidate) if rows is None else (sentence[rows], candidate[rows])
-            values = values if rows is None else values[rows.to(values.device)]
-            whole = c.lt(0)
-            table[s[whole]] = values[whole.to(values.device)].unsqueeze(1)
-            table[s[~whole], c[~whole]] = values[(~whole).to(values.device)]
-
+        steps_taken = torch.full((batch * cands,), len(pairs))
         solver = DPMSolverPP() if self.sampler == "dpm-solver++" else None
         embeddings = model.word_embeddings()
         history, x0_hat, words, unchanged = [], None, None, torch.zeros(x.size(0), dtype=torch.long, device=device)
         for index, (t, abar_t, abar_s) in enumerate(pairs):
-            if shared and index == shared:
-                x, x0_hat, source = self._fork(x, x0_hat, abar_t, source, sentence, sample_ids, mean, solver)
-                words = None if words is None else words.repeat_interleave(cands, dim=0)
-                unchanged = torch.zeros(x.size(0), dtype=torch.long, device=device)
-                sentence, candidate = sentence.repeat_interleave(cands), torch.arange(cands).repeat(sentence.numel())
             t_batch = torch.full((x.size(0),), t, dtype=torch.long, device=device)
             self_cond = x0_hat if model.cfg.self_condition else None
             x0_hat, new_words = self._word_ids(model, model.denoise(x, t_batch, source, self_cond=self_cond), embeddings)
             if self.retain_history:
-                write(latest, x0_hat)
-                history.append(latest.flatten(0, 1).clone())
+                latest[active] = x0_hat
+                history.append(latest.clone())
             if solver is not None:
                 x = solver.step(x0_hat, x, abar_t, abar_s, is_last=index == len(pairs) - 1, mean=mean)
             else:
@@ -244,22 +198,19 @@ class DiffuSeqGenerator:
                 if words is not None:
                     unchanged = torch.where(new_words.eq(words).all(1), unchanged + 1, 0)
                 words = new_words
-                # A shared trajectory always reaches the fork, or its candidates would all be one.
-                done = unchanged.ge(self.stop_when_stable) & candidate.ge(0).to(device)
+                done = unchanged.ge(self.stop_when_stable)
                 if done.any():  # these rows' words settled: x̂0 is their output, as after a last step
-                    write(final, x0_hat, done.cpu())
-                    write(steps_taken, torch.full((done.numel(),), index + 1), done.cpu())
+                    final[active[done]] = x0_hat[done]
+                    steps_taken[active[done].cpu()] = index + 1
                     keep = (~done).nonzero().squeeze(1)
-                    x, x0_hat, words, unchanged = x[keep], x0_hat[keep], words[keep], unchanged[keep]
+                    x, x0_hat, words, unchanged, active = x[keep], x0_hat[keep], words[keep], unchanged[keep], active[keep]
                     source = source.select(keep)
                     if solver is not None:
                         solver.select_rows(keep)
-                    sentence, candidate = sentence[keep.cpu()], candidate[keep.cpu()]
                     if x.size(0) == 0:
                         break
-        if x.size(0):
-            write(final, x)
-        x = final.flatten(0, 1)
+        final[active] = x
+        x = final
 
         compact, valid, scores, end_scores = self._compact(*self._argmax(model, x))
         ranking, _ = mbr_order(compact.view(batch, cands, -1), valid.view(batch, cands, -1))
@@ -270,7 +221,7 @@ class DiffuSeqGenerator:
             hypos = []
             for c in ranking[b].tolist():
                 row = b * cands + c
-                taken = int(steps_taken[b, c])
+                taken = int(steps_taken[row])
                 hypo = self._hypothesis(compact[row], valid[row], scores[row], end_scores[row], taken)
                 if self.retain_history:  # one entry per step this candidate ran
                     hypo["history"] = [

@@ -107,8 +107,8 @@ def test_samplers(data_bin, checkpoint, flags, steps):
     assert all(counts == [steps] * NBEST for counts in steps_per_hypothesis(lines).values())
 
 
-def test_early_stop_and_forked_candidates(data_bin, checkpoint):
-    lines = assert_hypotheses(generate(data_bin, checkpoint, "--stop-when-stable", "1", "--mbr-shared-fraction", "0.5"))
+def test_early_stop(data_bin, checkpoint):
+    lines = assert_hypotheses(generate(data_bin, checkpoint, "--stop-when-stable", "1"))
     counts = [n for per_sentence in steps_per_hypothesis(lines).values() for n in per_sentence]
     assert all(2 <= n <= STEPS for n in counts)  # a candidate stops at the earliest after 2 steps
 

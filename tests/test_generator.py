@@ -132,43 +132,23 @@ def test_stop_when_stable_longer_than_the_schedule_changes_nothing(network):
     assert [[h["tokens"].tolist() for h in s] for s in plain] == [[h["tokens"].tolist() for h in s] for s in patient]
 
 
-def shared(fraction, candidates=4, stop=0, network=None):
-    return DiffuSeqGenerator((PAD, BOS, EOS), sampler="dpm-solver++", num_steps=10, total_steps=50,
-                             step_spacing="uniform", eta=0.0, rounding="l2", num_candidates=candidates,
-                             canvas_length=lambda lengths: 6, retain_history=False, base_seed=5,
-                             stop_when_stable=stop, mbr_shared_fraction=fraction)
+def test_stopped_rows_do_not_depend_on_the_batch(network):
+    """Early stopping drops rows from the batch; a sentence decoded alone still gets the same candidates."""
+    def generator():
+        return DiffuSeqGenerator((PAD, BOS, EOS), sampler="dpm-solver++", num_steps=10, total_steps=50,
+                                 step_spacing="uniform", eta=0.0, rounding="l2", num_candidates=3,
+                                 canvas_length=lambda lengths: 6, retain_history=False, base_seed=5, stop_when_stable=1)
 
-
-def test_forked_candidates_share_the_first_steps_and_keep_the_single_candidate_output(network):
-    counting = RecordingDenoiser(network)
-    forked = shared(0.7).generate([counting], sample())
-    assert counting.calls == [2] * 7 + [8] * 3  # 7 shared steps for 2 sources, then 4 candidates each
-    single = shared(0.0, candidates=1).generate([network], sample())
-    for one, many in zip(single, forked):
-        assert one[0]["tokens"].tolist() in [h["tokens"].tolist() for h in many]  # candidate 0 went on unchanged
-    assert any(len({tuple(h["tokens"].tolist()) for h in s}) > 1 for s in forked)  # the others were re-noised
-
-
-def test_shared_steps_never_stop_early_so_that_the_candidates_fork(network):
-    constant = RecordingDenoiser(network, [5, 6, 7, 8, EOS, PAD])
-    shared(0.5, stop=1).generate([constant], sample())
-    assert constant.calls == [2] * 5 + [8]  # settled from the start, yet forked after 5 steps
-
-
-def test_forked_candidates_do_not_depend_on_the_batch(network):
-    full = shared(0.5, stop=1).generate([network], sample())
+    full = generator().generate([network], sample())
     alone = sample()
     alone["id"] = alone["id"][1:]
     alone["net_input"] = {"src_tokens": alone["net_input"]["src_tokens"][1:, :3], "src_lengths": torch.tensor([3])}
-    single = shared(0.5, stop=1).generate([network], alone)
+    single = generator().generate([network], alone)
     assert sorted(h["tokens"].tolist() for h in single[0]) == sorted(h["tokens"].tolist() for h in full[1])
-
-
-def test_bad_early_stop_and_fork_arguments():
     with pytest.raises(ValueError, match="stop-when-stable"):
-        shared(0.0, stop=-1)
-    with pytest.raises(ValueError, match="mbr-shared-fraction"):
-        shared(1.0)
+        DiffuSeqGenerator((PAD, BOS, EOS), sampler="dpm-solver++", num_steps=10, total_steps=50, step_spacing="uniform",
+                          eta=0.0, rounding="l2", num_candidates=1, canvas_length=lambda lengths: 6,
+                          retain_history=False, base_seed=5, stop_when_stable=-1)
 
 
 def test_rows_are_decoded_in_length_groups_and_returned_in_batch_order(network):

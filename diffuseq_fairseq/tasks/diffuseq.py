@@ -46,15 +46,10 @@ class DiffuSeqConfig(TranslationConfig):
     )
     no_rounding: bool = field(default=False, metadata={"help": "same as --rounding none"})
     mbr_candidates: int = field(default=1, metadata={"help": "noise draws per source; MBR picks the best"})
-    mbr_shared_fraction: float = field(
-        default=0.0, metadata={"help": "run this fraction of the steps once per source, then fork the MBR "
-                               "candidates by re-noising the shared x0 estimate (0: independent trajectories, "
-                               "as in the paper); cuts the cost of --mbr-candidates S to about f + S(1-f)"}
-    )
     stop_when_stable: int = field(
         default=0, metadata={"help": "finish a candidate once the words of its x0 estimate have not changed for "
                              "this many steps, and drop it from the batch (as fairseq's iterative refinement "
-                             "stops LevT); the steps shared by forked MBR candidates always run; 0 runs every step"}
+                             "stops LevT); 0 runs every step"}
     )
 
 
@@ -190,5 +185,4 @@ class DiffuSeqTask(TranslationTask):
             retain_history=bool(getattr(args, "retain_iter_history", False)),
             base_seed=int(torch.randint(0, 2**31 - 1, (1,)).item()),  # follows --seed via fairseq's seeding
             stop_when_stable=int(knob("stop_when_stable")),
-            mbr_shared_fraction=float(knob("mbr_shared_fraction")),
         )
