@@ -235,11 +235,6 @@ def nearest_embedding_ids(x: torch.Tensor, embeddings: torch.Tensor) -> torch.Te
     return scores.argmin(-1).view(x.shape[:-1])
 
 
-def round_to_embeddings(x: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
-    """Replace each vector by its nearest embedding row in L2 (DiffuSeq's "clamping"/rounding)."""
-    return embeddings[nearest_embedding_ids(x, embeddings)].to(x.dtype)
-
-
 def discrete_absorb(
     x: torch.Tensor, rate: torch.Tensor, mask: torch.Tensor, mean: torch.Tensor, generator=None
 ) -> torch.Tensor:

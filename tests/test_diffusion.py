@@ -11,7 +11,7 @@ from diffuseq_fairseq.diffusion import (
     ddim_step,
     ddpm_step,
     make_betas,
-    round_to_embeddings,
+    nearest_embedding_ids,
     sampling_steps,
     step_pairs,
 )
@@ -143,10 +143,13 @@ def test_sampling_steps():
         sampling_steps(0, 2000)
 
 
-def test_round_to_embeddings_picks_nearest_row():
+def test_nearest_embedding_ids_pick_the_nearest_row_in_l2():
     emb = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 5.0]])
     x = torch.tensor([[[0.9, 0.1], [0.1, 4.0], [-0.2, 0.1]]])
-    assert torch.equal(round_to_embeddings(x, emb), emb[[1, 2, 0]].unsqueeze(0))
+    assert nearest_embedding_ids(x, emb).tolist() == [[1, 2, 0]]
+    big = torch.randn(3, 7, 16)
+    table = torch.randn(50, 16)
+    assert torch.equal(nearest_embedding_ids(big, table), torch.cdist(big.view(-1, 16), table).argmin(-1).view(3, 7))
 
 
 def test_importance_sampler_is_uniform_until_warm_then_follows_second_moment():
