@@ -22,10 +22,11 @@ def sample():
     return {"id": torch.tensor([3, 7]), "net_input": {"src_tokens": src, "src_lengths": torch.tensor([4, 3])}}
 
 
-def make(sampler="dpm-solver++", steps=5, candidates=3, seed=1, history=False, eta=0.0):
+def make(sampler="dpm-solver++", steps=5, candidates=3, seed=1, history=False, eta=0.0, stop=0,
+         canvas=lambda lengths: 6):
     return DiffuSeqGenerator((PAD, BOS, EOS), sampler=sampler, num_steps=steps, total_steps=50, step_spacing="uniform",
-                             eta=eta, rounding="l2", num_candidates=candidates, canvas_length=lambda lengths: 6,
-                             retain_history=history, base_seed=seed)
+                             eta=eta, rounding="l2", num_candidates=candidates, canvas_length=canvas,
+                             retain_history=history, base_seed=seed, stop_when_stable=stop)
 
 
 @pytest.mark.parametrize("sampler, steps, eta", [("ddpm", 50, 0.0), ("ddim", 10, 0.5), ("dpm-solver++", 5, 0.0)])
@@ -89,6 +90,8 @@ def test_bad_arguments_are_clear_errors():
         make(sampler="euler")
     with pytest.raises(ValueError, match="mbr-candidates"):
         make(candidates=0)
+    with pytest.raises(ValueError, match="stop-when-stable"):
+        make(stop=-1)
 
 
 class RecordingDenoiser(torch.nn.Module):
@@ -114,10 +117,7 @@ def test_stop_when_stable_finishes_settled_rows_with_the_same_output(network):
     constant = RecordingDenoiser(network, [5, 6, 7, 8, EOS, PAD])
     full = make(steps=10, candidates=1).generate([constant], sample())
     constant.calls.clear()
-    early = DiffuSeqGenerator((PAD, BOS, EOS), sampler="dpm-solver++", num_steps=10, total_steps=50,
-                              step_spacing="uniform", eta=0.0, rounding="l2", num_candidates=1,
-                              canvas_length=lambda lengths: 6, retain_history=False, base_seed=1,
-                              stop_when_stable=2).generate([constant], sample())
+    early = make(steps=10, candidates=1, stop=2).generate([constant], sample())
     assert constant.calls == [2, 2, 2]  # words unchanged at steps 2 and 3: both rows stop after 3 calls
     for full_s, early_s in zip(full, early):
         assert early_s[0]["tokens"].tolist() == full_s[0]["tokens"].tolist()
@@ -125,30 +125,19 @@ def test_stop_when_stable_finishes_settled_rows_with_the_same_output(network):
 
 
 def test_stop_when_stable_longer_than_the_schedule_changes_nothing(network):
-    kwargs = dict(sampler="dpm-solver++", num_steps=6, total_steps=50, step_spacing="uniform", eta=0.0,
-                  rounding="l2", num_candidates=2, canvas_length=lambda lengths: 6, retain_history=False, base_seed=3)
-    plain = DiffuSeqGenerator((PAD, BOS, EOS), **kwargs).generate([network], sample())
-    patient = DiffuSeqGenerator((PAD, BOS, EOS), stop_when_stable=6, **kwargs).generate([network], sample())
+    plain = make(steps=6, candidates=2, seed=3).generate([network], sample())
+    patient = make(steps=6, candidates=2, seed=3, stop=6).generate([network], sample())
     assert [[h["tokens"].tolist() for h in s] for s in plain] == [[h["tokens"].tolist() for h in s] for s in patient]
 
 
 def test_stopped_rows_do_not_depend_on_the_batch(network):
     """Early stopping drops rows from the batch; a sentence decoded alone still gets the same candidates."""
-    def generator():
-        return DiffuSeqGenerator((PAD, BOS, EOS), sampler="dpm-solver++", num_steps=10, total_steps=50,
-                                 step_spacing="uniform", eta=0.0, rounding="l2", num_candidates=3,
-                                 canvas_length=lambda lengths: 6, retain_history=False, base_seed=5, stop_when_stable=1)
-
-    full = generator().generate([network], sample())
+    full = make(steps=10, seed=5, stop=1).generate([network], sample())
     alone = sample()
     alone["id"] = alone["id"][1:]
     alone["net_input"] = {"src_tokens": alone["net_input"]["src_tokens"][1:, :3], "src_lengths": torch.tensor([3])}
-    single = generator().generate([network], alone)
+    single = make(steps=10, seed=5, stop=1).generate([network], alone)
     assert sorted(h["tokens"].tolist() for h in single[0]) == sorted(h["tokens"].tolist() for h in full[1])
-    with pytest.raises(ValueError, match="stop-when-stable"):
-        DiffuSeqGenerator((PAD, BOS, EOS), sampler="dpm-solver++", num_steps=10, total_steps=50, step_spacing="uniform",
-                          eta=0.0, rounding="l2", num_candidates=1, canvas_length=lambda lengths: 6,
-                          retain_history=False, base_seed=5, stop_when_stable=-1)
 
 
 def test_rows_are_decoded_in_length_groups_and_returned_in_batch_order(network):
@@ -161,9 +150,7 @@ def test_rows_are_decoded_in_length_groups_and_returned_in_batch_order(network):
         src[row, : n - 1] = torch.randint(4, VOCAB, (n - 1,))
         src[row, n - 1] = EOS
     ids = torch.arange(100, 140)
-    generator = DiffuSeqGenerator((PAD, BOS, EOS), sampler="dpm-solver++", num_steps=4, total_steps=50,
-                                  step_spacing="uniform", eta=0.0, rounding="l2", num_candidates=1,
-                                  canvas_length=lambda n: int(n.max()) + 2, retain_history=False, base_seed=1)
+    generator = make(steps=4, candidates=1, canvas=lambda n: int(n.max()) + 2)
     assert [g.tolist() for g in generator._length_groups(lengths)] == [list(range(0, 40, 2)), list(range(1, 40, 2))]
     whole = generator.generate([network], {"id": ids, "net_input": {"src_tokens": src, "src_lengths": lengths}})
     for rows, width in ((slice(0, 40, 2), 10), (slice(1, 40, 2), 3)):
