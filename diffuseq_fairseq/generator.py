@@ -5,6 +5,10 @@ x̂0 (the source is anchored: it is an input block the process never touches), o
 it to the nearest word embedding, and move x_t to the next level with the chosen sampler. The
 last step jumps to the clean level, so the output is argmax lm_head(x̂0). Candidates are ranked
 by MBR inside ``generate()`` and all are returned best first (``--nbest K`` prints K of them).
+
+A batch is decoded in groups of similar canvas length. With ``--stop-when-stable K`` a candidate
+whose x̂0 words have not changed for K steps leaves the batch with x̂0 as its output, the rule
+fairseq's iterative refinement applies to LevT.
 """
 import math
 from typing import Callable, List, Tuple
