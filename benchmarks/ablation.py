@@ -3,7 +3,7 @@
 Variants: the paper's recipe (base), + self-conditioning, + DiffuSeq-v2 soft absorbing state,
 + both, and each of the other options alone on top of base: the anchor loss, embedding
 normalisation, and the source-encoded-once attention mask; then everything that won alone,
-together, and the three largest single gains together. Every variant trains with the same flags,
+together, the three largest single gains together, and those three with Difformer's noise factor 4. Every variant trains with the same flags,
 seed and number of updates (two at a time, one thread each), then decodes the same test sentences
 with 20 DPM-Solver++ steps at |S|=1. The table shows sentence BLEU, corpus BLEU, exact match on
 the toy task, the last validation loss terms and the training time.
@@ -46,6 +46,7 @@ VARIANTS = {
         "--self-condition --learned-mean-embed --absorb-rate 0.5 --anchor-loss-weight 1 --embed-norm --encode-source-once"
     ),
     "+ anchor, norm, source once": "--anchor-loss-weight 1 --embed-norm --encode-source-once",
+    "+ anchor, norm, source once, noise x4": "--anchor-loss-weight 1 --embed-norm --noise-factor 4 --encode-source-once",
 }
 DECODE = "--sampler dpm-solver++ --diffusion-steps 20"
 

@@ -50,6 +50,11 @@ class NetworkConfig:
         default=False, metadata={"help": "layer-normalise the word embeddings (Difformer): their scale cannot grow "
                                  "to outrun the noise, so high noise levels stay informative"}
     )
+    noise_factor: float = field(
+        default=1.0, metadata={"help": "with --embed-norm, divide the normalised embeddings by this factor: the "
+                               "same as multiplying the noise of every step by it (Difformer's noise factor), "
+                               "so that even early steps leave the target uncertain and the source must be used"}
+    )
     encode_source_once: bool = field(
         default=False, metadata={"help": "source attends only to the source and gets no time embedding, so its "
                                  "keys/values are computed once per sentence and reused by every step"}
@@ -109,6 +114,10 @@ class DiffuSeqNetwork(nn.Module):
             self.mean_embed = nn.Parameter(torch.randn(latent) * latent**-0.5)
         else:
             self.register_parameter("mean_embed", None)
+        if cfg.noise_factor != 1.0 and not cfg.embed_norm:
+            raise ValueError("--noise-factor needs --embed-norm (free embeddings would absorb the factor)")
+        if cfg.noise_factor <= 0:
+            raise ValueError("--noise-factor must be positive")
         if cfg.absorb_rate > 0 and not cfg.learned_mean_embed:
             raise ValueError("--absorb-rate needs --learned-mean-embed (the absorbing state)")
         self.diffusion = GaussianDiffusion(cfg.noise_schedule, cfg.num_timesteps)
@@ -126,7 +135,9 @@ class DiffuSeqNetwork(nn.Module):
     def word_embeddings(self) -> torch.Tensor:
         """The [V, latent] embedding space the diffusion runs in (normalised under --embed-norm)."""
         weight = self.embed_tokens.weight
-        return F.layer_norm(weight, weight.shape[-1:]) if self.cfg.embed_norm else weight
+        if not self.cfg.embed_norm:
+            return weight
+        return F.layer_norm(weight, weight.shape[-1:]) / self.cfg.noise_factor
 
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         return F.embedding(tokens, self.word_embeddings())
