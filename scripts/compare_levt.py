@@ -280,15 +280,15 @@ def table(results) -> str:
     ratio_bleu = f"{d['mbr'][best_s]['metrics']['bleu'] / levt_bleu:.3f}" if levt_bleu > 0 else "n/a (LevT BLEU 0)"
     ratio_speed = d["mbr"]["1"]["speed"]["sentences_per_s"] / l["decode"]["speed"]["sentences_per_s"]
     lines.append(f"ratios: BLEU DiffuSeq(MBR {best_s})/LevT = {ratio_bleu}; decode speed DiffuSeq(|S|=1)/LevT = {ratio_speed:.2f}")
-    if "shortcuts" in d:
-        lines += shortcut_lines(d, l)
+    if "early_stop" in d:
+        lines += early_stop_lines(d, l)
     return "\n".join(lines)
 
 
-def shortcut_lines(d, l):
+def early_stop_lines(d, l):
     """--stop-when-stable against the plain decode of the same run, at |S|=1 and |S|=10."""
     speed = lambda entry: entry["speed"]["sentences_per_s"]  # noqa: E731
-    plain1, stop1, stop10, levt = d["mbr"]["1"], d["shortcuts"]["stop1"], d["shortcuts"]["stop10"], l["decode"]
+    plain1, stop1, stop10, levt = d["mbr"]["1"], d["early_stop"]["stop1"], d["early_stop"]["stop10"], l["decode"]
     rows = [("|S|=1, every step", plain1, f"{speed(plain1) / speed(levt):.2f}x LevT's speed"),
             (f"|S|=1, {EARLY_STOP}", stop1, f"{speed(stop1) / speed(levt):.2f}x LevT's speed")]
     if "10" in d["mbr"]:
@@ -405,13 +405,13 @@ def main(argv=None):
         gen_file, speed = generate("diffuseq", test_bin, checkpoint, f"{base} {args.diffuseq_decode} --mbr-candidates {size}",
                                    out, args.threads, f"mbr{size}", args.reuse_decodes)
         diffuseq["mbr"][str(size)] = {"speed": speed, "metrics": metrics_of(gen_file)}
-    shortcuts = {"stop1": f"{EARLY_STOP} --mbr-candidates 1", "stop10": f"{EARLY_STOP} --mbr-candidates 10"}
-    diffuseq["shortcuts"] = {}
-    for tag, options in shortcuts.items():
+    diffuseq["early_stop"] = {}
+    for size in (1, 10):
+        options = f"{EARLY_STOP} --mbr-candidates {size}"
         progress(f"decoding with DiffuSeq, {args.diffuseq_decode} {options}")
         gen_file, speed = generate("diffuseq", test_bin, checkpoint, f"{base} {args.diffuseq_decode} {options}",
-                                   out, args.threads, tag, args.reuse_decodes)
-        diffuseq["shortcuts"][tag] = {"options": options, "speed": speed, "metrics": metrics_of(gen_file)}
+                                   out, args.threads, f"stop{size}", args.reuse_decodes)
+        diffuseq["early_stop"][f"stop{size}"] = {"options": options, "speed": speed, "metrics": metrics_of(gen_file)}
     diffuseq["diversity"] = {}
     diversity = {"dpm-solver++": ("dpm-solver++", "--sampler dpm-solver++"),
                  "ddim-eta1": ("ddim eta=1", "--sampler ddim --ddim-eta 1")}
