@@ -197,8 +197,19 @@ def test_truncated_checkpoint_is_reported(data_bin, checkpoint, tmp_path):
 
 
 def test_levenshtein_transformer_twin(data_bin, tmp_path):
+    """fairseq's LevT, trained under the plugin's translation_lev_bleu (validation BLEU, as
+    compare_levt.py runs it) and decoded with fairseq's own translation_lev."""
     pytest.importorskip("fairseq.libnat")
-    checkpoint = train_model(data_bin, tmp_path / "ckpt", LEVT_TRAIN_FLAGS)
+    eval_bleu = ["--eval-bleu", "--eval-bleu-args", '{"iter_decode_max_iter": 3}']
+    train_flags = [("translation_lev_bleu" if flag == "translation_lev" else flag) for flag in LEVT_TRAIN_FLAGS]
+    checkpoint = train_model(data_bin, tmp_path / "ckpt", train_flags + eval_bleu + FULL_BATCHES)
+    log = validate_model(
+        data_bin, checkpoint,
+        ["--user-dir", USER_DIR, "--task", "translation_lev_bleu", *eval_bleu, "--max-tokens", "1000",
+         "--cpu", "--num-workers", "0", "--no-progress-bar", *FULL_BATCHES],
+    )
+    bleu = re.search(r"valid on 'valid' subset \| .*\| bleu ([0-9.]+)", log)
+    assert bleu and 0 <= float(bleu.group(1)) <= 100, log
 
     lines = parse_output(generate_main(data_bin, checkpoint, LEVT_GENERATE_FLAGS))
     ids = {str(i) for i in range(NUM_VALID)}

@@ -1,1 +1,1 @@
-from . import diffuseq  # noqa: F401
+from . import diffuseq, translation_lev_bleu  # noqa: F401
