@@ -53,8 +53,10 @@ class DiffuSeqLoss(FairseqCriterion):
         # enter the importance sampler's history.
         self.count_in_sampler = True
 
-    def _sampler(self, network):
-        if self.timestep_sampler == "uniform":
+    def _sampler(self, network, training: bool):
+        # Validation draws t uniformly: the logged terms are then plain averages over t, comparable
+        # from one validation to the next, instead of following the importance sampler's drift.
+        if self.timestep_sampler == "uniform" or not training:
             return UniformSampler(network.cfg.num_timesteps)
         return network.importance_sampler(self.uniform_prob)
 
@@ -66,7 +68,7 @@ class DiffuSeqLoss(FairseqCriterion):
         target = F.pad(target, (0, canvas - target.size(1)), value=self.padding_idx)
         batch = target.size(0)
 
-        sampler = self._sampler(model.network)
+        sampler = self._sampler(model.network, model.training)
         t, weights = sampler.sample(batch, target.device)
         terms = model(src_tokens, src_lengths, target, t, self.loss_positions, self.self_condition_prob)
         per_sentence = terms["mse"] + terms["rounding_nll"] + terms["tT"] + self.anchor_loss_weight * terms["anchor_nll"]
