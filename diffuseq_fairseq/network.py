@@ -8,7 +8,7 @@ out of attention; target padding is part of the canvas and is generated, which i
 chooses the output length.
 """
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Dict, List, NamedTuple, Optional
 
 import torch
@@ -55,10 +55,23 @@ class NetworkConfig:
                                "same as multiplying the noise of every step by it (Difformer's noise factor), "
                                "so that even early steps leave the target uncertain and the source must be used"}
     )
+    target_positions: str = field(
+        default="continue", metadata={"help": "continue: target position ids follow the source's, as in the paper's "
+                                      "single sequence | restart: they start at 0 like the source's, so target j and "
+                                      "source j share a position embedding (aligning them is one learned pattern for "
+                                      "every source length), and a learned segment embedding tells the two apart"}
+    )
     encode_source_once: bool = field(
         default=False, metadata={"help": "source attends only to the source and gets no time embedding, so its "
                                  "keys/values are computed once per sentence and reused by every step"}
     )
+
+
+    @classmethod
+    def of(cls, cfg) -> "NetworkConfig":
+        """The network fields of ``cfg`` (a fairseq model config); a field missing from it, as in
+        a checkpoint saved before the field existed, takes its default, which is the old behaviour."""
+        return cls(**{f.name: getattr(cfg, f.name, f.default) for f in fields(cls)})
 
 
 class SourceContext(NamedTuple):
@@ -103,6 +116,12 @@ class DiffuSeqNetwork(nn.Module):
         input_dim = 2 * latent if cfg.self_condition else latent
         self.input_up_proj = nn.Sequential(nn.Linear(input_dim, hidden), nn.Tanh(), nn.Linear(hidden, hidden))
         self.embed_positions = nn.Embedding(cfg.max_positions, hidden)
+        if cfg.target_positions == "restart":
+            self.embed_segment = nn.Embedding(2, hidden)  # 0 source, 1 target
+        elif cfg.target_positions == "continue":
+            self.register_parameter("embed_segment", None)
+        else:
+            raise ValueError(f"unknown --target-positions {cfg.target_positions!r}; choose continue or restart")
         self.input_norm = nn.LayerNorm(hidden, eps=1e-12)
         self.dropout = nn.Dropout(cfg.dropout)
         self.encoder = EncoderStack(
@@ -142,10 +161,13 @@ class DiffuSeqNetwork(nn.Module):
     def embed(self, tokens: torch.Tensor) -> torch.Tensor:
         return F.embedding(tokens, self.word_embeddings())
 
-    def _input_states(self, x: torch.Tensor, positions: torch.Tensor, time: Optional[torch.Tensor], self_cond):
+    def _input_states(self, x: torch.Tensor, positions: torch.Tensor, time: Optional[torch.Tensor], self_cond,
+                      segment: int):
         if self.cfg.self_condition:
             x = torch.cat([x, torch.zeros_like(x) if self_cond is None else self_cond], dim=-1)
         h = self.input_up_proj(x) + self.embed_positions(positions)
+        if self.embed_segment is not None:
+            h = h + self.embed_segment.weight[segment]
         if time is not None:
             h = h + time.unsqueeze(1)
         return self.dropout(self.input_norm(h))
@@ -161,7 +183,7 @@ class DiffuSeqNetwork(nn.Module):
         if self.cfg.encode_source_once:
             positions = torch.arange(src_tokens.size(1), device=src_tokens.device).expand_as(src_tokens)
             self_cond = embeddings if self.cfg.self_condition else None
-            states = self._input_states(embeddings, positions, None, self_cond)
+            states = self._input_states(embeddings, positions, None, self_cond, segment=0)
             hidden, cache = self.encoder(states, key_mask)
         return SourceContext(embeddings, key_mask, src_lengths, cache, hidden)
 
@@ -176,9 +198,12 @@ class DiffuSeqNetwork(nn.Module):
             self_cond = self_cond.to(x_t.dtype)
         batch, target_len = x_t.shape[:2]
         offsets = torch.arange(target_len, device=x_t.device)
-        target_positions = source.lengths.unsqueeze(1) + offsets.unsqueeze(0)
+        if self.cfg.target_positions == "restart":
+            target_positions = offsets.expand(batch, target_len)
+        else:
+            target_positions = source.lengths.unsqueeze(1) + offsets.unsqueeze(0)
         time = self.time_embed(timestep_embedding(self.diffusion.model_time(t), self.cfg.latent_dim).to(x_t.dtype))
-        target_states = self._input_states(x_t, target_positions, time, self_cond)
+        target_states = self._input_states(x_t, target_positions, time, self_cond, segment=1)
         target_mask = torch.ones(batch, target_len, dtype=torch.bool, device=x_t.device)
         key_mask = torch.cat([source.key_mask, target_mask], dim=1)
         if source.cache is not None:
@@ -189,7 +214,7 @@ class DiffuSeqNetwork(nn.Module):
             src_positions = torch.arange(src_len, device=x_t.device).expand(batch, src_len)
             src_embeddings = source.embeddings.to(x_t.dtype)
             src_self_cond = src_embeddings if self.cfg.self_condition else None
-            src_states = self._input_states(src_embeddings, src_positions, time, src_self_cond)
+            src_states = self._input_states(src_embeddings, src_positions, time, src_self_cond, segment=0)
             hidden, _ = self.encoder(torch.cat([src_states, target_states], dim=1), key_mask)
             source_hidden, hidden = hidden[:, :src_len], hidden[:, src_len:]
         if with_source:

@@ -24,3 +24,33 @@ def test_noise_factor_needs_embed_norm_and_must_be_positive():
         DiffuSeqNetwork(NetworkConfig(**SMALL, noise_factor=2.0), 30, 1)
     with pytest.raises(ValueError, match="positive"):
         DiffuSeqNetwork(NetworkConfig(**SMALL, embed_norm=True, noise_factor=0.0), 30, 1)
+
+
+@pytest.mark.parametrize("layout", ["continue", "restart"])
+@pytest.mark.parametrize("once", [False, True])
+def test_target_position_ids_follow_the_source_or_restart_at_zero(layout, once):
+    net = DiffuSeqNetwork(NetworkConfig(**SMALL, target_positions=layout, encode_source_once=once), 30, 1).eval()
+    seen = []
+    net.embed_positions.register_forward_hook(lambda module, inputs, output: seen.append(inputs[0]))
+    src, lengths = torch.tensor([[5, 6, 7, 2], [8, 2, 1, 1]]), torch.tensor([4, 2])
+    source = net.encode_source(src, lengths)
+    out = net.denoise(torch.randn(2, 3, 16), torch.tensor([5, 5]), source)
+    assert out.shape == (2, 3, 16)
+    (target_ids,) = [ids for ids in seen if ids.shape == (2, 3)]  # the source's call is [2, 4]
+    expected = torch.arange(3).expand(2, 3) if layout == "restart" else lengths[:, None] + torch.arange(3)
+    assert torch.equal(target_ids, expected)
+    assert (net.embed_segment is not None) == (layout == "restart")
+
+
+def test_unknown_target_positions_is_a_clear_error():
+    with pytest.raises(ValueError, match="--target-positions"):
+        DiffuSeqNetwork(NetworkConfig(**SMALL, target_positions="shifted"), 30, 1)
+
+
+def test_config_of_an_older_checkpoint_takes_the_defaults_of_newer_fields():
+    from omegaconf import OmegaConf
+
+    saved = OmegaConf.create({k: v for k, v in NetworkConfig(**SMALL).__dict__.items() if k != "target_positions"})
+    OmegaConf.set_struct(saved, True)  # as fairseq loads it: a missing key raises
+    cfg = NetworkConfig.of(saved)
+    assert cfg.target_positions == "continue" and cfg.latent_dim == 16

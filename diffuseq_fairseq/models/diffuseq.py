@@ -20,7 +20,7 @@ class DiffuSeqModel(BaseFairseqModel):
     def __init__(self, cfg: DiffuSeqModelConfig, dictionary):
         super().__init__()
         self.cfg = cfg
-        self.network = DiffuSeqNetwork(cfg, len(dictionary), dictionary.pad())
+        self.network = DiffuSeqNetwork(NetworkConfig.of(cfg), len(dictionary), dictionary.pad())
 
     @classmethod
     def build_model(cls, cfg: DiffuSeqModelConfig, task):
