@@ -3,6 +3,7 @@ every sampler, the DiffuSeq-v2 options, seeding, dictionary and checkpoint error
 Levenshtein Transformer through the same harness as a reference for the iterative-decoding output."""
 import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -125,15 +126,16 @@ def test_v2_options_train_and_generate(data_bin, tmp_path):
 
 
 def test_shipped_recipe_trains_validates_with_bleu_and_generates(data_bin, tmp_path):
-    """The options the CPU recipes ship (anchor loss, embedding norm, source encoded once), with
-    validation BLEU decoded by DPM-Solver++ as scripts/compare_levt.py runs it."""
+    """The options the CPU recipes ship (anchor loss, embedding norm, source encoded once, target
+    positions restarted), with validation BLEU decoded by DPM-Solver++ as scripts/compare_levt.py runs it."""
     flags = DIFFUSEQ_TRAIN_FLAGS + [
         "--max-epoch", "1", "--anchor-loss-weight", "1", "--embed-norm", "--encode-source-once",
+        "--target-positions", "restart",
         "--eval-bleu", "--eval-bleu-args", '{"sampler": "dpm-solver++", "diffusion_steps": 5}',
     ]
     checkpoint = train_model(data_bin, tmp_path / "ckpt", flags)
     saved = torch.load(checkpoint)["cfg"]["model"]
-    assert saved["embed_norm"] and saved["encode_source_once"]
+    assert saved["embed_norm"] and saved["encode_source_once"] and saved["target_positions"] == "restart"
     assert_hypotheses(generate(data_bin, checkpoint, "--sampler", "dpm-solver++"))
 
 
@@ -222,3 +224,18 @@ def test_levenshtein_transformer_twin(data_bin, tmp_path):
     lines = parse_output(interactive_main(data_bin, checkpoint, ["h e l l o"], LEVT_DECODE_FLAGS))
     assert lines["S"]["0"] == [["h e l l o"]]
     assert len(lines["H"]["0"]) == 1
+
+
+def test_denoise_by_step_benchmark(data_bin, checkpoint, capsys):
+    """benchmarks/denoise_by_step.py on the trained toy checkpoint: one row per requested step,
+    and at t = 0 the clean target itself is recovered from the input alone."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import denoise_by_step
+
+    denoise_by_step.main(["--data-bin", str(data_bin), "--source-lang", "in", "--target-lang", "out",
+                          "--path", str(checkpoint), "--sentences", "8", "--fractions", "0,0.5,1"])
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if re.match(r"\s*\d+ +\d\.\d\d ", line)]
+    assert [row[0] for row in rows] == ["0", "50", "99"], out  # T = 100 in the test model
+    assert rows[0][3] == "100.0%", out
+    assert all(0 <= float(row[2].rstrip("%")) <= 100 for row in rows)
