@@ -16,7 +16,7 @@ TINY_DIFFUSEQ = (
     "--optimizer adam --lr 1e-3 --max-tokens 1000 --self-condition --anchor-loss-weight 1"
 )
 TINY_LEVT = (
-    "--task translation_lev --arch levenshtein_transformer --criterion nat_loss --noise random_delete "
+    "--task translation_lev_bleu --arch levenshtein_transformer --criterion nat_loss --noise random_delete "
     "--share-all-embeddings --encoder-layers 1 --decoder-layers 1 --encoder-embed-dim 32 --decoder-embed-dim 32 "
     "--encoder-ffn-embed-dim 64 --decoder-ffn-embed-dim 64 --encoder-attention-heads 2 --decoder-attention-heads 2 "
     "--optimizer adam --lr 1e-3 --max-tokens 1000"
@@ -41,6 +41,10 @@ def test_compare_levt_on_toy_data(tmp_path):
     assert result["diffuseq"]["diversity"]["dpm-solver++"]["metrics"]["self_bleu"] is not None
     assert len(result["diffuseq"]["history"]) == 20
     assert result["levt"]["train"]["updates"] == 20 and result["diffuseq"]["train"]["updates"] == 20
+    assert "validation BLEU" in proc.stdout
+    for name in ("diffuseq", "levt"):  # both curves carry BLEU (LevT's through translation_lev_bleu)
+        curve = result[name]["train"]["valid_curve"]
+        assert curve and all(0 <= point["bleu"] <= 100 and point["minutes"] >= 0 for point in curve), curve
     for name in result["plots"]:
         assert Path(name).stat().st_size > 1000
 
