@@ -111,6 +111,8 @@ def training_summary(name: str, out: Path, seconds: float):
     # fairseq's validation records carry no clock: their minutes come from the log timestamps.
     started = min(log_times(text, ""), default=0.0)
     valid_minutes = [(stamp - started) / 60 for stamp in log_times(text, "valid")]
+    # With --eval-bleu on, fairseq logs no BLEU when the hypotheses hold no words at all: that is 0.
+    no_bleu = 0.0 if "'eval_bleu': True" in text else float("nan")
     # Per-epoch summaries, plus the train_inner intervals of an epoch cut by --stop-time-hours.
     wps = [float(e["train_wps"]) for e in epochs] + [float(e["wps"]) for e in inner]
     updates = max([int(e["train_num_updates"]) for e in epochs] + [int(e["num_updates"]) for e in inner], default=0)
@@ -122,7 +124,7 @@ def training_summary(name: str, out: Path, seconds: float):
         "train_tokens_per_s": sum(wps) / len(wps) if wps else float("nan"),
         "train_peak_rss_mib": int(peak_file.read_text()) / 1024 if peak_file.exists() else float("nan"),
         "valid_curve": [{"updates": int(v.get("valid_num_updates", 0)), "loss": float(v["valid_loss"]),
-                         "bleu": float(v.get("valid_bleu", "nan")), "minutes": minutes}
+                         "bleu": float(v.get("valid_bleu", no_bleu)), "minutes": minutes}
                         for v, minutes in zip(valid, valid_minutes)],
     }
 
