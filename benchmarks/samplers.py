@@ -11,11 +11,11 @@ iterations, as ratios.
         --levt runs/compare_multi30k/ckpt_levt/checkpoint_last.pt --test-sentences 50 --out runs/samplers
 
 On a model that has learned its task, e.g. the shipped recipe's toy-task checkpoint of
-benchmarks/ablation.py (anchor loss + embedding norm + source once; --toy adds exact match; the
-run in benchmarks/results/samplers_toy_cpu.txt):
+benchmarks/ablation.py (anchor loss + embedding norm + source once + restarted target positions;
+--toy adds exact match; the run in benchmarks/results/samplers_toy_cpu.txt):
 
     python benchmarks/samplers.py --data-bin runs/ablation_toy/data-bin --source-lang src --target-lang tgt \\
-        --diffuseq runs/ablation_toy/ckpt_v8/checkpoint_last.pt --toy --out runs/samplers_toy_v8
+        --diffuseq runs/ablation_toy/ckpt_v10/checkpoint_last.pt --toy --out runs/samplers_toy_v10
 """
 import argparse
 import json
