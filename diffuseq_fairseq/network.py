@@ -3,7 +3,8 @@
 Layout. DiffuSeq concatenates ``x [SEP] y [PAD]*`` into one sequence and anchors the source span.
 Here the batch is carried as two blocks, the right-padded source and the target canvas; target
 position ids continue from each row's source length, so the model sees exactly the paper's
-contiguous sequence while every batch is only as long as it needs to be. Source padding is masked
+contiguous sequence while every batch is only as long as it needs to be (or, under
+``target_positions="restart"``, start at 0 with a segment embedding marking the target). Source padding is masked
 out of attention; target padding is part of the canvas and is generated, which is how DiffuSeq
 chooses the output length.
 """
@@ -65,7 +66,6 @@ class NetworkConfig:
         default=False, metadata={"help": "source attends only to the source and gets no time embedding, so its "
                                  "keys/values are computed once per sentence and reused by every step"}
     )
-
 
     @classmethod
     def of(cls, cfg) -> "NetworkConfig":
