@@ -4,10 +4,10 @@ Variants: the paper's recipe (base), + self-conditioning, + DiffuSeq-v2 soft abs
 + both, and each of the other options alone on top of base: the anchor loss, embedding
 normalisation, and the source-encoded-once attention mask; then everything that won alone,
 together, the three largest single gains together, and those three with Difformer's noise
-factor 4 or with target position ids restarted at 0. Every variant trains with the same flags, seed and number of updates (two at a time,
-one thread each), then decodes the same test sentences with 20 DPM-Solver++ steps at |S|=1. The
-table shows sentence BLEU, corpus BLEU, exact match on the toy task, the last validation loss
-terms and the training time.
+factor 4 or with target position ids restarted at 0. Every variant trains with the same flags,
+seed and number of updates (two at a time, one thread each), then decodes the same test sentences
+with 20 DPM-Solver++ steps at |S|=1. The table shows sentence BLEU, corpus BLEU, exact match on
+the toy task, the last validation loss terms and the training time.
 
 On the embedded toy task (no download; the quickstart's data and model):
 

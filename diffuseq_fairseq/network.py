@@ -4,9 +4,9 @@ Layout. DiffuSeq concatenates ``x [SEP] y [PAD]*`` into one sequence and anchors
 Here the batch is carried as two blocks, the right-padded source and the target canvas; target
 position ids continue from each row's source length, so the model sees exactly the paper's
 contiguous sequence while every batch is only as long as it needs to be (or, under
-``target_positions="restart"``, start at 0 with a segment embedding marking the target). Source padding is masked
-out of attention; target padding is part of the canvas and is generated, which is how DiffuSeq
-chooses the output length.
+``target_positions="restart"``, start at 0 with a segment embedding marking the target). Source
+padding is masked out of attention; target padding is part of the canvas and is generated, which
+is how DiffuSeq chooses the output length.
 """
 import math
 from dataclasses import dataclass, field, fields
