@@ -126,17 +126,20 @@ def test_v2_options_train_and_generate(data_bin, tmp_path):
 
 
 def test_shipped_recipe_trains_validates_with_bleu_and_generates(data_bin, tmp_path):
-    """The options the CPU recipes ship (anchor loss, embedding norm, source encoded once, target
-    positions restarted), with validation BLEU decoded by DPM-Solver++ as scripts/compare_levt.py runs it."""
-    flags = DIFFUSEQ_TRAIN_FLAGS + [
-        "--max-epoch", "1", "--anchor-loss-weight", "1", "--embed-norm", "--encode-source-once",
-        "--target-positions", "restart",
+    """The options the CPU recipes ship (anchor loss, no rounding term, embedding norm, source encoded
+    once, target positions restarted, a tighter canvas), with validation BLEU decoded by DPM-Solver++
+    as scripts/compare_levt.py runs it."""
+    canvas = ["--canvas-len-a", "1.2", "--canvas-len-b", "4"]
+    flags = DIFFUSEQ_TRAIN_FLAGS + canvas + [
+        "--max-epoch", "1", "--anchor-loss-weight", "1", "--rounding-loss-weight", "0", "--embed-norm",
+        "--encode-source-once", "--target-positions", "restart",
         "--eval-bleu", "--eval-bleu-args", '{"sampler": "dpm-solver++", "diffusion_steps": 5}',
     ]
     checkpoint = train_model(data_bin, tmp_path / "ckpt", flags)
-    saved = torch.load(checkpoint)["cfg"]["model"]
-    assert saved["embed_norm"] and saved["encode_source_once"] and saved["target_positions"] == "restart"
-    assert_hypotheses(generate(data_bin, checkpoint, "--sampler", "dpm-solver++"))
+    saved = torch.load(checkpoint)["cfg"]
+    assert saved["model"]["embed_norm"] and saved["model"]["encode_source_once"]
+    assert saved["model"]["target_positions"] == "restart" and saved["criterion"]["rounding_loss_weight"] == 0
+    assert_hypotheses(generate(data_bin, checkpoint, "--sampler", "dpm-solver++", *canvas))
 
 
 def test_seed_determinism(data_bin, checkpoint):

@@ -11,7 +11,7 @@ from diffuseq_fairseq.dataprep.toy_task import write_toy_task
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_DIFFUSEQ = (
-    "--task diffuseq --arch diffuseq_tiny --criterion diffuseq_loss --num-timesteps 100 --encoder-layers 1 "
+    "--arch diffuseq_tiny --criterion diffuseq_loss --num-timesteps 100 --encoder-layers 1 "
     "--encoder-embed-dim 32 --encoder-ffn-embed-dim 64 --encoder-attention-heads 2 --latent-dim 16 "
     "--optimizer adam --lr 1e-3 --max-tokens 1000 --self-condition --anchor-loss-weight 1"
 )

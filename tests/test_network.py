@@ -54,3 +54,21 @@ def test_config_of_an_older_checkpoint_takes_the_defaults_of_newer_fields():
     OmegaConf.set_struct(saved, True)  # as fairseq loads it: a missing key raises
     cfg = NetworkConfig.of(saved)
     assert cfg.target_positions == "continue" and cfg.latent_dim == 16
+
+
+def test_skipping_the_rounding_term_leaves_the_other_terms_unchanged():
+    net = DiffuSeqNetwork(NetworkConfig(**SMALL, embed_norm=True, dropout=0.0, attention_dropout=0.0), 30, 1)
+    batch = (torch.tensor([[5, 6, 2], [9, 2, 1]]), torch.tensor([3, 2]), torch.tensor([[7, 8, 2, 1], [4, 2, 1, 1]]),
+             torch.tensor([10, 40]))
+    torch.manual_seed(0)
+    full = net.training_terms(*batch)
+    torch.manual_seed(0)
+    skipped = net.training_terms(*batch, rounding_term=False)
+    assert torch.equal(skipped["rounding_nll"], torch.zeros(2))
+    for key in ("mse", "tT", "anchor_nll"):
+        assert torch.allclose(full[key], skipped[key]), key
+    # With the default latent size and --embed-norm the term is exactly 0 in float32: skipping it
+    # changes nothing but the cost (the recipe's --rounding-loss-weight 0).
+    wide = DiffuSeqNetwork(NetworkConfig(**dict(SMALL, latent_dim=128), embed_norm=True), 500, 1)
+    torch.manual_seed(0)
+    assert wide.training_terms(*batch)["rounding_nll"].max() < 1e-6

@@ -1,11 +1,11 @@
 """``diffuseq_loss``: DiffuSeq's simplified variational bound (paper Eq. 2, as the official code
 computes it) with importance-sampled timesteps.
 
-Per sentence: loss = mse(x̂0, z0) + rounding NLL −log p(w | z0) + tT term (+ optional anchor loss
-CE(lm_head(x̂0), w), which the official code logs but does not add); the terms are computed by
-:meth:`DiffuSeqNetwork.training_terms`. Each sentence is weighted by the importance weight of its
-step, and the importance sampler is updated with the total per-sentence loss, all-reduced so every
-rank keeps the same history.
+Per sentence: loss = mse(x̂0, z0) + rounding NLL −log p(w | z0) (weight --rounding-loss-weight, 1 as
+upstream) + tT term (+ optional anchor loss CE(lm_head(x̂0), w), which the official code logs but
+does not add); the terms are computed by :meth:`DiffuSeqNetwork.training_terms`. Each sentence is
+weighted by the importance weight of its step, and the importance sampler is updated with the total
+per-sentence loss, all-reduced so every rank keeps the same history.
 
 Positions (``--loss-positions``): ``target`` (default) averages over the target canvas, padding
 included, since DiffuSeq learns length by generating padding; ``all`` also averages over the source
@@ -31,6 +31,11 @@ class DiffuSeqLossConfig(FairseqDataclass):
     uniform_prob: float = field(default=0.001, metadata={"help": "uniform mixture of the importance sampler"})
     loss_positions: str = field(default="target", metadata={"help": "target | all (official code)"})
     anchor_loss_weight: float = field(default=0.0, metadata={"help": "weight of CE(lm_head(x0_hat), w)"})
+    rounding_loss_weight: float = field(
+        default=1.0, metadata={"help": "weight of the rounding term -log p(w|z0); 0 skips computing it (logged "
+                               "as 0), which saves a quarter of a small model's step where it is ~0 anyway "
+                               "(--embed-norm without --noise-factor)"}
+    )
     self_condition_prob: float = field(
         default=0.5, metadata={"help": "share of training steps fed a previous x0 estimate (with --self-condition)"}
     )
@@ -38,7 +43,8 @@ class DiffuSeqLossConfig(FairseqDataclass):
 
 @register_criterion("diffuseq_loss", dataclass=DiffuSeqLossConfig)
 class DiffuSeqLoss(FairseqCriterion):
-    def __init__(self, task, timestep_sampler, uniform_prob, loss_positions, anchor_loss_weight, self_condition_prob):
+    def __init__(self, task, timestep_sampler, uniform_prob, loss_positions, anchor_loss_weight, rounding_loss_weight,
+                 self_condition_prob):
         super().__init__(task)
         if timestep_sampler not in ("lossaware", "uniform"):
             raise ValueError(f"unknown --timestep-sampler {timestep_sampler!r}")
@@ -48,6 +54,7 @@ class DiffuSeqLoss(FairseqCriterion):
         self.uniform_prob = uniform_prob
         self.loss_positions = loss_positions
         self.anchor_loss_weight = anchor_loss_weight
+        self.rounding_loss_weight = rounding_loss_weight
         self.self_condition_prob = self_condition_prob
         # Set by the task: False on fairseq's placeholder batches (ignore_grad), which must not
         # enter the importance sampler's history.
@@ -70,8 +77,10 @@ class DiffuSeqLoss(FairseqCriterion):
 
         sampler = self._sampler(model.network, model.training)
         t, weights = sampler.sample(batch, target.device)
-        terms = model(src_tokens, src_lengths, target, t, self.loss_positions, self.self_condition_prob)
-        per_sentence = terms["mse"] + terms["rounding_nll"] + terms["tT"] + self.anchor_loss_weight * terms["anchor_nll"]
+        terms = model(src_tokens, src_lengths, target, t, self.loss_positions, self.self_condition_prob,
+                      rounding_term=self.rounding_loss_weight != 0)
+        per_sentence = (terms["mse"] + self.rounding_loss_weight * terms["rounding_nll"] + terms["tT"]
+                        + self.anchor_loss_weight * terms["anchor_nll"])
         if model.training and self.timestep_sampler == "lossaware":
             stats = LossSecondMomentSampler.step_statistics(t, per_sentence, sampler.num_steps)
             if not self.count_in_sampler:

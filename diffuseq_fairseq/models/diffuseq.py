@@ -33,8 +33,11 @@ class DiffuSeqModel(BaseFairseqModel):
     def max_positions(self):
         return (self.cfg.max_positions, self.cfg.max_positions)
 
-    def forward(self, src_tokens, src_lengths, target, t, loss_positions="target", self_condition_prob=0.5):
-        return self.network.training_terms(src_tokens, src_lengths, target, t, loss_positions, self_condition_prob)
+    def forward(self, src_tokens, src_lengths, target, t, loss_positions="target", self_condition_prob=0.5,
+                rounding_term=True):
+        return self.network.training_terms(
+            src_tokens, src_lengths, target, t, loss_positions, self_condition_prob, rounding_term
+        )
 
 
 @register_model_architecture("diffuseq", "diffuseq_base")
