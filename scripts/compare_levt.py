@@ -74,9 +74,9 @@ VALID_BLEU = (
 DIFFUSEQ_VALID = VALID_BLEU + """ --eval-bleu-args '{"sampler": "dpm-solver++", "diffusion_steps": 10}'"""
 LEVT_VALID = VALID_BLEU + """ --eval-bleu-args '{"iter_decode_max_iter": 9, "iter_decode_eos_penalty": 0}'"""
 DIFFUSEQ_DECODE = "--sampler dpm-solver++ --diffusion-steps 20"
-# Measured against the plain decode above: stop a candidate once its words have settled for two
-# steps, as LevT's generator stops once its output no longer changes.
-EARLY_STOP = "--stop-when-stable 2"
+# Measured against the plain decode above: LevT's rule (fairseq's iterative refinement finishes a
+# sentence once an iteration leaves its output unchanged), applied to DiffuSeq's candidates.
+EARLY_STOP = "--stop-when-stable 1"
 # fairseq 0.12 drops a final batch smaller than --required-batch-size-multiple (fairseq#5036).
 LEVT_DECODE = "--iter-decode-max-iter 9 --iter-decode-eos-penalty 0 --beam 1 --required-batch-size-multiple 1"
 
@@ -161,25 +161,38 @@ def train_all(runs, budget_args, out: Path, threads: int, data_bin):
     return results
 
 
-def generate(name, data_bin, checkpoint, extra, out: Path, threads: int, tag: str, reuse: bool = False):
+def generate(name, data_bin, checkpoint, extra, out: Path, threads: int, tag: str, reuse: bool = False,
+             repeats: int = 1):
+    """Decode the test set; with ``repeats`` > 1 run the same (seeded, so identical) decode that many
+    times and keep the fastest, the usual guard against a one-off stall of a shared machine."""
     args = [str(data_bin), "--user-dir", USER_DIR, "--path", checkpoint, "--gen-subset", "test", "--cpu",
             "--batch-size", "100", "--remove-bpe", "--seed", "1", *shlex.split(extra)]
     log_path = out / "logs" / f"gen_{name}_{tag}.log"
     gen_file = out / f"gen_{name}_{tag}.txt"
+    timings = []
     if reuse and gen_file.exists() and log_path.with_suffix(".rss").exists():  # finished earlier
-        stdout, seconds = gen_file.read_text(), float("nan")
-        peak = int(log_path.with_suffix(".rss").read_text()) / 1024
+        stdout = gen_file.read_text()
+        timings.append((_fairseq_footer(stdout + log_path.read_text()), float("nan"),
+                        int(log_path.with_suffix(".rss").read_text()) / 1024))
     else:
-        stdout, seconds, peak = run_fairseq("fairseq_cli.generate", args, log_path, threads)
+        for _ in range(repeats):
+            stdout, seconds, peak = run_fairseq("fairseq_cli.generate", args, log_path, threads)
+            timings.append((_fairseq_footer(stdout + log_path.read_text()), seconds, peak))
         gen_file.write_text(stdout)
-    footer = re.search(r"Translated ([\d,]+) sentences .* in ([\d.]+)s \(([\d.]+) sentences/s", stdout +
-                       (out / "logs" / f"gen_{name}_{tag}.log").read_text())
+    (fairseq_seconds, per_second), seconds, peak = min(timings, key=lambda timing: timing[0][0])
     return gen_file, {
-        "sentences_per_s": float(footer.group(3)) if footer else float("nan"),
-        "generate_seconds_in_fairseq": float(footer.group(2)) if footer else float("nan"),
+        "sentences_per_s": per_second,
+        "generate_seconds_in_fairseq": fairseq_seconds,
+        "generate_seconds_all_runs": [timing[0][0] for timing in timings],
         "process_seconds": seconds,
         "peak_rss_mib": peak,
     }
+
+
+def _fairseq_footer(text: str):
+    """(seconds, sentences/s) from fairseq-generate's "Translated N sentences ... in Xs (Y sentences/s"."""
+    footer = re.search(r"Translated ([\d,]+) sentences .* in ([\d.]+)s \(([\d.]+) sentences/s", text)
+    return (float(footer.group(2)), float(footer.group(3))) if footer else (float("nan"), float("nan"))
 
 
 def metrics_of(gen_file: Path):
@@ -250,6 +263,9 @@ def parse_args(argv=None):
     parser.add_argument("--diffuseq-decode", default=DIFFUSEQ_DECODE)
     parser.add_argument("--levt-decode", default=LEVT_DECODE)
     parser.add_argument("--threads", type=int, default=1, help="OMP threads per fairseq process")
+    parser.add_argument("--timing-repeats", type=int, default=3,
+                        help="run the decodes of the headline speed ratio (LevT, DiffuSeq |S|=1 with and without "
+                        "early stopping) this many times and keep the fastest")
     parser.add_argument("--skip-training", action="store_true", help="reuse the checkpoints already in --out")
     parser.add_argument("--reuse-decodes", action="store_true", help="keep decodes already finished in --out")
     parser.add_argument("--diversity-samplers", default="dpm-solver++,ddim-eta1",
@@ -317,7 +333,8 @@ def main(argv=None):
 
     progress("decoding with LevT")
     gen_file, speed = generate("levt", test_bin, results["levt"]["train"]["checkpoint"],
-                               f"--task translation_lev {args.levt_decode} {' '.join(langs)}", out, args.threads, "default", args.reuse_decodes)
+                               f"--task translation_lev {args.levt_decode} {' '.join(langs)}", out, args.threads, "default",
+                               args.reuse_decodes, args.timing_repeats)
     results["levt"]["decode"] = {"speed": speed, "metrics": metrics_of(gen_file)}
 
     diffuseq = results["diffuseq"]
@@ -327,14 +344,16 @@ def main(argv=None):
     for size in [int(s) for s in args.mbr_sizes.split(",")]:
         progress(f"decoding with DiffuSeq, {args.diffuseq_decode}, MBR over {size} candidate(s)")
         gen_file, speed = generate("diffuseq", test_bin, checkpoint, f"{base} {args.diffuseq_decode} --mbr-candidates {size}",
-                                   out, args.threads, f"mbr{size}", args.reuse_decodes)
+                                   out, args.threads, f"mbr{size}", args.reuse_decodes,
+                                   args.timing_repeats if size == 1 else 1)
         diffuseq["mbr"][str(size)] = {"speed": speed, "metrics": metrics_of(gen_file)}
     diffuseq["early_stop"] = {}
     for size in (1, 10):
         options = f"{EARLY_STOP} --mbr-candidates {size}"
         progress(f"decoding with DiffuSeq, {args.diffuseq_decode} {options}")
         gen_file, speed = generate("diffuseq", test_bin, checkpoint, f"{base} {args.diffuseq_decode} {options}",
-                                   out, args.threads, f"stop{size}", args.reuse_decodes)
+                                   out, args.threads, f"stop{size}", args.reuse_decodes,
+                                   args.timing_repeats if size == 1 else 1)
         diffuseq["early_stop"][f"stop{size}"] = {"options": options, "speed": speed, "metrics": metrics_of(gen_file)}
     diffuseq["diversity"] = {}
     diversity = {"dpm-solver++": ("dpm-solver++", "--sampler dpm-solver++"),
