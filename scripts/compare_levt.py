@@ -148,9 +148,10 @@ def train_all(runs, budget_args, out: Path, threads: int, data_bin):
     get the same machine conditions for the same wall-clock budget."""
     started = {}
     for name, extra in runs:
-        args = [str(data_bin), "--user-dir", USER_DIR, *shlex.split(extra), *budget_args,
+        # --seed 1 comes before the model's flags, so that a --seed among them overrides it.
+        args = [str(data_bin), "--user-dir", USER_DIR, "--seed", "1", *shlex.split(extra), *budget_args,
                 "--save-dir", str(out / f"ckpt_{name}"), "--cpu", "--no-progress-bar", "--log-format", "json",
-                "--log-interval", "50", "--num-workers", "0", "--no-epoch-checkpoints", "--seed", "1"]
+                "--log-interval", "50", "--num-workers", "0", "--no-epoch-checkpoints"]
         progress(f"training {name}: {' '.join(args[3:])}")
         started[name] = launch("fairseq_cli.train", args, out / "logs" / f"train_{name}.log", threads)
     results = {}

@@ -39,7 +39,7 @@ grep -E "train_inner" "$OUT/train.log" | tail -n 1 || true
 echo "[quickstart] 4/5 fairseq-generate: 20 DPM-Solver++ steps (a candidate stops once its words settle), MBR over 5 candidates"
 $BIN/fairseq-generate "$OUT/data-bin" --user-dir "$USER_DIR" --task diffuseq \
   --path "$OUT/checkpoints/checkpoint_last.pt" --gen-subset test --batch-size 100 --cpu \
-  --sampler dpm-solver++ --diffusion-steps 20 --stop-when-stable 2 --mbr-candidates 5 --nbest 5 \
+  --sampler dpm-solver++ --diffusion-steps 20 --stop-when-stable 1 --mbr-candidates 5 --nbest 5 \
   > "$OUT/generate.txt" 2> "$OUT/generate.log"
 awk '/^(S|H)-/ && ++shown <= 6' "$OUT/generate.txt"  # awk reads to the end: no SIGPIPE under pipefail
 tail -n 1 "$OUT/generate.log"
