@@ -44,7 +44,8 @@ MEASURED = (
 # loss, embedding normalisation and the source encoded once; and target positions
 # restarted at 0, which at 500 Multi30k updates matched, at the high-noise steps where the source
 # matters, what the paper's layout had at 812 (benchmarks/denoise_by_step.py).
-# Task options, given to training and repeated when decoding (the target canvas rule is the task's):
+# Task options, given to training and repeated when decoding (the canvas rule would also be read
+# back from the checkpoint):
 # 1.2|x|+4 holds 99.8 % of Multi30k's targets with 20 % fewer positions than the default 1.5|x|+5,
 # which is sized for any language pair.
 DIFFUSEQ_TASK = "--task diffuseq --canvas-len-a 1.2 --canvas-len-b 4"

@@ -13,7 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Dict, Iterable, List, Sequence
 
-from fairseq import distributed_utils, options
+from fairseq import checkpoint_utils, distributed_utils, options, tasks
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq_cli import generate, interactive, preprocess, train, validate
 
@@ -118,6 +118,18 @@ def generate_main(data_bin: Path, checkpoint: Path, flags: Sequence[str]) -> str
     with _captured_stdout() as out:
         generate.main(args)
     return out.getvalue()
+
+
+def load_generator(data_bin: Path, checkpoint: Path, flags: Sequence[str]):
+    """The generator fairseq-generate would build from ``flags``: task from the command line,
+    model from the checkpoint."""
+    args = options.parse_args_and_arch(
+        options.get_generation_parser(), [str(data_bin), "--path", str(checkpoint), *flags]
+    )
+    cfg = convert_namespace_to_omegaconf(args)
+    task = tasks.setup_task(cfg.task)
+    models, _ = checkpoint_utils.load_model_ensemble([str(checkpoint)], task=task)
+    return task.build_generator(models, cfg.generation)
 
 
 def interactive_main(data_bin: Path, checkpoint: Path, lines: Iterable[str], flags: Sequence[str]) -> str:

@@ -12,7 +12,7 @@ import torch
 from fairseq_harness import (
     DIFFUSEQ_DECODE_FLAGS, DIFFUSEQ_GENERATE_FLAGS, DIFFUSEQ_TRAIN_FLAGS, FULL_BATCHES, LEVT_DECODE_FLAGS,
     LEVT_GENERATE_FLAGS, LEVT_TRAIN_FLAGS, USER_DIR, create_dummy_data, generate_main, interactive_main,
-    parse_output, preprocess_data, run_cli, train_model, validate_model,
+    load_generator, parse_output, preprocess_data, run_cli, train_model, validate_model,
 )
 
 NUM_VALID, STEPS, NBEST = 20, 10, 2
@@ -31,6 +31,13 @@ def data_bin(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def checkpoint(data_bin, tmp_path_factory) -> Path:
     return train_model(data_bin, tmp_path_factory.mktemp("ckpt"), DIFFUSEQ_TRAIN_FLAGS)
+
+
+@pytest.fixture(scope="module")
+def canvas_checkpoint(data_bin, tmp_path_factory) -> Path:
+    """One epoch with the canvas rule 1.2·|x| + 4."""
+    flags = DIFFUSEQ_TRAIN_FLAGS + ["--canvas-len-a", "1.2", "--canvas-len-b", "4", "--max-epoch", "1"]
+    return train_model(data_bin, tmp_path_factory.mktemp("canvas"), flags)
 
 
 def generate(data_bin, checkpoint, *flags) -> str:
@@ -128,9 +135,8 @@ def test_v2_options_train_and_generate(data_bin, tmp_path):
 def test_shipped_recipe_trains_validates_with_bleu_and_generates(data_bin, tmp_path):
     """The options the CPU recipes ship (anchor loss, no rounding term, embedding norm, source encoded
     once, target positions restarted, a tighter canvas), with validation BLEU decoded by DPM-Solver++
-    as scripts/compare_levt.py runs it."""
-    canvas = ["--canvas-len-a", "1.2", "--canvas-len-b", "4"]
-    flags = DIFFUSEQ_TRAIN_FLAGS + canvas + [
+    as scripts/compare_levt.py runs it. Decoding takes the canvas rule from the checkpoint."""
+    flags = DIFFUSEQ_TRAIN_FLAGS + ["--canvas-len-a", "1.2", "--canvas-len-b", "4"] + [
         "--max-epoch", "1", "--anchor-loss-weight", "1", "--rounding-loss-weight", "0", "--embed-norm",
         "--encode-source-once", "--target-positions", "restart",
         "--eval-bleu", "--eval-bleu-args", '{"sampler": "dpm-solver++", "diffusion_steps": 5}',
@@ -139,7 +145,33 @@ def test_shipped_recipe_trains_validates_with_bleu_and_generates(data_bin, tmp_p
     saved = torch.load(checkpoint)["cfg"]
     assert saved["model"]["embed_norm"] and saved["model"]["encode_source_once"]
     assert saved["model"]["target_positions"] == "restart" and saved["criterion"]["rounding_loss_weight"] == 0
-    assert_hypotheses(generate(data_bin, checkpoint, "--sampler", "dpm-solver++", *canvas))
+    assert (saved["model"]["canvas_len_a"], saved["model"]["canvas_len_b"]) == (1.2, 4)
+    assert_hypotheses(generate(data_bin, checkpoint, "--sampler", "dpm-solver++"))
+
+
+@pytest.mark.parametrize("flags, canvas", [
+    ([], 16),  # the checkpoint's rule: ceil(1.2·10 + 4)
+    (["--canvas-len-a", "1.5"], 19),  # a given again wins, b still from the checkpoint
+    (["--canvas-len-a", "2", "--canvas-len-b", "0"], 20),
+])
+def test_decoding_reuses_the_trained_canvas_rule(data_bin, canvas_checkpoint, flags, canvas):
+    generator = load_generator(data_bin, canvas_checkpoint, DIFFUSEQ_DECODE_FLAGS + flags)
+    assert generator.canvas_length(torch.tensor([10])) == canvas
+
+
+def test_checkpoint_from_before_the_stored_rule_takes_its_training_task_rule(data_bin, canvas_checkpoint, tmp_path):
+    """Older checkpoints have no canvas fields in their model config: the interpolation then reads
+    the task options saved beside it, which are the training values."""
+    state = torch.load(canvas_checkpoint)
+    del state["cfg"]["model"]["canvas_len_a"], state["cfg"]["model"]["canvas_len_b"]
+    torch.save(state, tmp_path / "old.pt")
+    assert load_generator(data_bin, tmp_path / "old.pt", DIFFUSEQ_DECODE_FLAGS).canvas_length(torch.tensor([10])) == 16
+
+
+def test_default_canvas_rule_without_flags(data_bin, checkpoint):
+    """Trained without canvas flags (saved as None): 1.5·|x| + 5, in training and decoding."""
+    assert torch.load(checkpoint)["cfg"]["model"]["canvas_len_a"] is None
+    assert load_generator(data_bin, checkpoint, DIFFUSEQ_DECODE_FLAGS).canvas_length(torch.tensor([10])) == 20
 
 
 def test_seed_determinism(data_bin, checkpoint):

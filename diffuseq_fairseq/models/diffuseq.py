@@ -1,15 +1,20 @@
 """fairseq wrapper of :class:`~diffuseq_fairseq.network.DiffuSeqNetwork` and its presets."""
 from dataclasses import dataclass
+from typing import Optional
 
 from fairseq.dataclass import FairseqDataclass
 from fairseq.models import BaseFairseqModel, register_model, register_model_architecture
+from omegaconf import II
 
 from ..network import DiffuSeqNetwork, NetworkConfig
 
 
 @dataclass
 class DiffuSeqModelConfig(FairseqDataclass, NetworkConfig):
-    pass
+    # The task's canvas rule at training, saved with the model so that decoding can reuse it.
+    # Interpolations without help are not command-line options (fairseq's II convention).
+    canvas_len_a: Optional[float] = II("task.canvas_len_a")
+    canvas_len_b: Optional[int] = II("task.canvas_len_b")
 
 
 @register_model("diffuseq", dataclass=DiffuSeqModelConfig)

@@ -5,12 +5,15 @@
 * A total-length limit (paper: 128) with the official truncation rule: trim the longer side
   (both on ties), keeping ``</s>``; the number of truncated pairs is logged per split.
 * The target canvas (how many positions the model may fill, the rest becoming padding) is
-  ``min(limit - |x|, ceil(a·|x| + b))``, the same rule in training and decoding; a = 0, b ≥ limit
-  gives the paper's full 128-position canvas.
+  ``min(limit - |x|, ceil(a·|x| + b))``; a = 0, b ≥ limit gives the paper's full 128-position
+  canvas. The model config keeps the rule it was trained with, and decoding uses it unless
+  --canvas-len-a/-b are given again (as the official code reads seq_len back from its training
+  arguments).
 """
+import functools
 import logging
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -21,6 +24,7 @@ from fairseq.tasks.translation import TranslationConfig, TranslationTask
 from ..generator import DiffuSeqGenerator, SAMPLERS
 
 logger = logging.getLogger(__name__)
+CANVAS_DEFAULT = (1.5, 5)  # (a, b): 1.5·|x|+5 holds Multi30k's, QQP's and the toy task's targets
 
 
 @dataclass
@@ -30,8 +34,14 @@ class DiffuSeqConfig(TranslationConfig):
         default=128, metadata={"help": "limit on |source| + |target| tokens (with </s>); longer pairs are "
                                "truncated, longer side first, as in the official code"}
     )
-    canvas_len_a: float = field(default=1.5, metadata={"help": "target canvas = min(limit-|x|, ceil(a*|x|+b))"})
-    canvas_len_b: int = field(default=5, metadata={"help": "see --canvas-len-a; a=0, b=limit is the paper's canvas"})
+    canvas_len_a: Optional[float] = field(
+        default=None, metadata={"help": f"target canvas = min(limit-|x|, ceil(a*|x|+b)); default {CANVAS_DEFAULT[0]} "
+                                "in training, and in decoding the value the checkpoint was trained with"}
+    )
+    canvas_len_b: Optional[int] = field(
+        default=None, metadata={"help": f"see --canvas-len-a (default {CANVAS_DEFAULT[1]}); a=0, b=limit is the "
+                                "paper's canvas"}
+    )
     # Decoding knobs: read by build_generator, never stored in the model.
     sampler: str = field(
         default="auto", metadata={"help": f"reverse-process sampler: auto | {' | '.join(SAMPLERS)} (auto: "
@@ -147,9 +157,22 @@ class DiffuSeqTask(TranslationTask):
         criterion.count_in_sampler = not ignore_grad
         return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
 
-    def canvas_length(self, src_lengths: torch.Tensor, tgt_lengths: Optional[torch.Tensor] = None) -> int:
+    @staticmethod
+    def trained_canvas_rule(model) -> Tuple[float, int]:
+        """The rule ``model`` was trained with: saved in its config (None there: the default)."""
+        saved = (getattr(model.cfg, "canvas_len_a", None), getattr(model.cfg, "canvas_len_b", None))
+        return tuple(default if value is None else value for value, default in zip(saved, CANVAS_DEFAULT))
+
+    def canvas_rule(self, model=None) -> Tuple[float, int]:
+        """(a, b): each given on the command line wins, then ``model``'s trained rule, then the default."""
+        fallback = CANVAS_DEFAULT if model is None else self.trained_canvas_rule(model)
+        given = (self.cfg.canvas_len_a, self.cfg.canvas_len_b)
+        return tuple(backup if value is None else value for value, backup in zip(given, fallback))
+
+    def canvas_length(self, src_lengths: torch.Tensor, tgt_lengths: Optional[torch.Tensor] = None,
+                      rule: Optional[Tuple[float, int]] = None) -> int:
         """Target canvas of a batch: the largest row canvas (and in training at least every target)."""
-        a, b = self.cfg.canvas_len_a, self.cfg.canvas_len_b
+        a, b = rule or self.canvas_rule()
         rows = torch.minimum(
             self.cfg.max_total_len - src_lengths,
             torch.ceil(a * src_lengths.double() + b).long(),
@@ -171,6 +194,9 @@ class DiffuSeqTask(TranslationTask):
         sampler = knob("sampler")
         if sampler == "auto":
             sampler = "ddpm" if steps == total_steps else "ddim"
+        rule, trained = self.canvas_rule(model), self.trained_canvas_rule(model)
+        if rule != trained:
+            logger.warning("decoding with the canvas rule %s·|x|+%s; the model was trained with %s·|x|+%s", *rule, *trained)
         tgt = self.target_dictionary
         return DiffuSeqGenerator(
             (tgt.pad(), tgt.bos(), tgt.eos()),
@@ -181,7 +207,7 @@ class DiffuSeqTask(TranslationTask):
             eta=float(knob("ddim_eta")),
             rounding="none" if knob("no_rounding") else knob("rounding"),
             num_candidates=int(knob("mbr_candidates")),
-            canvas_length=self.canvas_length,
+            canvas_length=functools.partial(self.canvas_length, rule=rule),
             retain_history=bool(getattr(args, "retain_iter_history", False)),
             base_seed=int(torch.randint(0, 2**31 - 1, (1,)).item()),  # follows --seed via fairseq's seeding
             stop_when_stable=int(knob("stop_when_stable")),
