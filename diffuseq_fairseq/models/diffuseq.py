@@ -53,6 +53,12 @@ def diffuseq_base(args):
     args.encoder_attention_heads = getattr(args, "encoder_attention_heads", 12)
     args.encoder_ffn_embed_dim = getattr(args, "encoder_ffn_embed_dim", 3072)
     args.latent_dim = getattr(args, "latent_dim", 128)
+    # fairseq builds a saved model from its raw config through these functions (the arch name is not
+    # the dataclass's): a checkpoint from before the canvas rule was kept here points to the task
+    # options saved beside it, which hold the training values.
+    for name in ("canvas_len_a", "canvas_len_b"):
+        if not hasattr(args, name):
+            setattr(args, name, "${task.%s}" % name)
 
 
 @register_model_architecture("diffuseq", "diffuseq_small")
