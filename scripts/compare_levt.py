@@ -50,11 +50,13 @@ MEASURED = (
 # which is sized for any language pair.
 DIFFUSEQ_TASK = "--task diffuseq --canvas-len-a 1.2 --canvas-len-b 4"
 # --rounding-loss-weight 0: under --embed-norm the rounding term is exactly 0, so it is not computed.
+# --self-condition: with it MBR 10 scored 6.33 / 6.09 BLEU in two seeds against 5.95 / 5.71 without,
+# in 20 % fewer updates (README: self-conditioning on Multi30k); |S|=1 was within noise.
 DIFFUSEQ_TRAIN = (
     "--arch diffuseq_tiny --criterion diffuseq_loss --optimizer adam --adam-betas (0.9,0.98) "
     "--lr 7e-4 --lr-scheduler inverse_sqrt --warmup-updates 300 --max-tokens 1024 --dropout 0.1 "
     "--attention-dropout 0.0 --anchor-loss-weight 1.0 --rounding-loss-weight 0 --embed-norm --encode-source-once "
-    "--target-positions restart"
+    "--target-positions restart --self-condition"
 )
 LEVT_TRAIN = (
     "--task translation_lev_bleu --arch levenshtein_transformer --criterion nat_loss --noise random_delete "
