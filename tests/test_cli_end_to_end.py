@@ -134,8 +134,9 @@ def test_v2_options_train_and_generate(data_bin, tmp_path):
 
 def test_shipped_recipe_trains_validates_with_bleu_and_generates(data_bin, tmp_path):
     """The options the Multi30k CPU recipe ships (anchor loss, no rounding term, embedding norm, source
-    encoded once, target positions restarted, self-conditioning, a tighter canvas), with validation BLEU decoded by DPM-Solver++
-    as scripts/compare_levt.py runs it. Decoding takes the canvas rule from the checkpoint."""
+    encoded once, target positions restarted, self-conditioning, a tighter canvas), with validation
+    BLEU decoded by DPM-Solver++ as scripts/compare_levt.py runs it. Decoding takes the canvas rule
+    from the checkpoint."""
     flags = DIFFUSEQ_TRAIN_FLAGS + ["--canvas-len-a", "1.2", "--canvas-len-b", "4"] + [
         "--max-epoch", "1", "--anchor-loss-weight", "1", "--rounding-loss-weight", "0", "--embed-norm",
         "--encode-source-once", "--target-positions", "restart", "--self-condition",

@@ -163,9 +163,8 @@ class DiffuSeqTask(TranslationTask):
         saved = (getattr(model.cfg, "canvas_len_a", None), getattr(model.cfg, "canvas_len_b", None))
         return tuple(default if value is None else value for value, default in zip(saved, CANVAS_DEFAULT))
 
-    def canvas_rule(self, model=None) -> Tuple[float, int]:
-        """(a, b): each given on the command line wins, then ``model``'s trained rule, then the default."""
-        fallback = CANVAS_DEFAULT if model is None else self.trained_canvas_rule(model)
+    def canvas_rule(self, fallback: Tuple[float, int] = CANVAS_DEFAULT) -> Tuple[float, int]:
+        """(a, b): each given on the command line wins over ``fallback`` (at decoding: the model's rule)."""
         given = (self.cfg.canvas_len_a, self.cfg.canvas_len_b)
         return tuple(backup if value is None else value for value, backup in zip(given, fallback))
 
@@ -194,7 +193,8 @@ class DiffuSeqTask(TranslationTask):
         sampler = knob("sampler")
         if sampler == "auto":
             sampler = "ddpm" if steps == total_steps else "ddim"
-        rule, trained = self.canvas_rule(model), self.trained_canvas_rule(model)
+        trained = self.trained_canvas_rule(model)
+        rule = self.canvas_rule(trained)
         if rule != trained:
             logger.warning("decoding with the canvas rule %s·|x|+%s; the model was trained with %s·|x|+%s", *rule, *trained)
         tgt = self.target_dictionary
