@@ -144,8 +144,8 @@ class DiffuSeqNetwork(nn.Module):
         self.register_buffer("timestep_loss_history", torch.zeros(cfg.num_timesteps, IMPORTANCE_HISTORY))
         self.register_buffer("timestep_loss_count", torch.zeros(cfg.num_timesteps, dtype=torch.long))
 
-    def importance_sampler(self, uniform_prob: float) -> LossSecondMomentSampler:
-        return LossSecondMomentSampler(self.timestep_loss_history, self.timestep_loss_count, uniform_prob)
+    def importance_sampler(self, uniform_prob: float, bins: int = 0) -> LossSecondMomentSampler:
+        return LossSecondMomentSampler(self.timestep_loss_history, self.timestep_loss_count, uniform_prob, bins)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """lm_head: tied to the embedding, with its own bias."""

@@ -173,6 +173,40 @@ def test_importance_sampler_is_uniform_until_warm_then_follows_second_moment():
     assert sampler.loss_count.tolist() == [hist] * steps
 
 
+def test_binned_importance_sampler_pools_neighbouring_steps_and_warms_up_early():
+    steps, hist, bins = 8, 3, 2  # bins: steps 0-3 and 4-7
+    sampler = LossSecondMomentSampler(torch.zeros(steps, hist), torch.zeros(steps, dtype=torch.long), uniform_prob=0.0,
+                                      bins=bins)
+    # Three losses per bin, spread over its steps: the per-step rule would still be uniform.
+    t = torch.tensor([0, 1, 1, 4, 6, 7])
+    losses = torch.tensor([1.0, 1.0, 1.0, 3.0, 3.0, 5.0])
+    for step, loss in zip(t, losses):  # one update per loss, so step 1 keeps both of its losses
+        sampler.update(LossSecondMomentSampler.step_statistics(step.view(1), loss.view(1), steps))
+    assert sampler.warmed_up()
+    assert not LossSecondMomentSampler(sampler.loss_history, sampler.loss_count).warmed_up()
+    rms_low, rms_high = 1.0, math.sqrt((9 + 9 + 25) / 3)
+    want = torch.tensor([rms_low] * 4 + [rms_high] * 4, dtype=torch.float64)
+    p = sampler.probabilities()
+    assert torch.allclose(p, want / want.sum())
+    # Unbiased: E_p[w · L] over a loss that is constant per bin is the uniform average.
+    t, w = sampler.sample(20000, "cpu", torch.Generator().manual_seed(0))
+    assert torch.allclose(w.double(), 1 / (steps * p[t]), rtol=1e-6)
+    bin_loss = torch.where(t < 4, 1.0, 2.0)
+    assert (w * bin_loss).mean().item() == pytest.approx(1.5, rel=0.03)
+
+
+def test_one_bin_per_step_is_the_paper_sampler():
+    history = torch.rand(6, 4) + 0.1
+    count = torch.full((6,), 4, dtype=torch.long)
+    per_step = LossSecondMomentSampler(history, count, uniform_prob=0.01)
+    assert torch.allclose(LossSecondMomentSampler(history, count, uniform_prob=0.01, bins=6).probabilities(),
+                          per_step.probabilities())
+    want = history.double().pow(2).mean(-1).sqrt()
+    assert torch.allclose(per_step.probabilities(), 0.99 * want / want.sum() + 0.01 / 6)
+    with pytest.raises(ValueError, match="bins"):
+        LossSecondMomentSampler(history, count, bins=7)
+
+
 def test_pairwise_bleu_and_mbr_pick_the_consensus():
     pad = 0
     cands = torch.tensor([[[5, 6, 7, 8, 9], [5, 6, 7, 8, 9], [5, 6, 7, 8, 1], [2, 3, 4, pad, pad]]])

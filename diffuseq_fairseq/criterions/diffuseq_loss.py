@@ -29,6 +29,11 @@ TERMS = ("mse", "rounding_nll", "tT", "anchor_nll")
 class DiffuSeqLossConfig(FairseqDataclass):
     timestep_sampler: str = field(default="lossaware", metadata={"help": "lossaware (importance sampling) | uniform"})
     uniform_prob: float = field(default=0.001, metadata={"help": "uniform mixture of the importance sampler"})
+    timestep_sampler_bins: int = field(
+        default=0, metadata={"help": "pool the importance sampler's losses over this many bins of neighbouring "
+                             "steps, so it leaves its uniform warm-up in dozens of updates instead of the "
+                             "hundreds a history per step needs; 0 = one bin per step (the paper)"}
+    )
     loss_positions: str = field(default="target", metadata={"help": "target | all (official code)"})
     anchor_loss_weight: float = field(default=0.0, metadata={"help": "weight of CE(lm_head(x0_hat), w)"})
     rounding_loss_weight: float = field(
@@ -43,7 +48,7 @@ class DiffuSeqLossConfig(FairseqDataclass):
 
 @register_criterion("diffuseq_loss", dataclass=DiffuSeqLossConfig)
 class DiffuSeqLoss(FairseqCriterion):
-    def __init__(self, task, timestep_sampler, uniform_prob, loss_positions, anchor_loss_weight, rounding_loss_weight,
+    def __init__(self, task, timestep_sampler, uniform_prob, timestep_sampler_bins, loss_positions, anchor_loss_weight, rounding_loss_weight,
                  self_condition_prob):
         super().__init__(task)
         if timestep_sampler not in ("lossaware", "uniform"):
@@ -52,6 +57,7 @@ class DiffuSeqLoss(FairseqCriterion):
             raise ValueError(f"unknown --loss-positions {loss_positions!r}")
         self.timestep_sampler = timestep_sampler
         self.uniform_prob = uniform_prob
+        self.timestep_sampler_bins = timestep_sampler_bins
         self.loss_positions = loss_positions
         self.anchor_loss_weight = anchor_loss_weight
         self.rounding_loss_weight = rounding_loss_weight
@@ -65,7 +71,7 @@ class DiffuSeqLoss(FairseqCriterion):
         # from one validation to the next, instead of following the importance sampler's drift.
         if self.timestep_sampler == "uniform" or not training:
             return UniformSampler(network.cfg.num_timesteps)
-        return network.importance_sampler(self.uniform_prob)
+        return network.importance_sampler(self.uniform_prob, self.timestep_sampler_bins)
 
     def forward(self, model, sample, reduce=True):
         src_tokens = sample["net_input"]["src_tokens"]
