@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from fairseq import checkpoint_utils
 
 from fairseq_harness import (
     DIFFUSEQ_DECODE_FLAGS, DIFFUSEQ_GENERATE_FLAGS, DIFFUSEQ_TRAIN_FLAGS, FULL_BATCHES, LEVT_DECODE_FLAGS,
@@ -124,27 +125,31 @@ def test_early_stop(data_bin, checkpoint):
 def test_v2_options_train_and_generate(data_bin, tmp_path):
     flags = DIFFUSEQ_TRAIN_FLAGS + [
         "--max-epoch", "1", "--self-condition", "--learned-mean-embed", "--absorb-rate", "0.5",
-        "--loss-positions", "all", "--encode-source-once",
+        "--loss-positions", "all", "--encode-source-once", "--timestep-sampler-bins", "10",
     ]
     checkpoint = train_model(data_bin, tmp_path / "ckpt", flags)
-    saved = torch.load(checkpoint)["cfg"]["model"]
-    assert saved["self_condition"] and saved["learned_mean_embed"] and saved["encode_source_once"]
+    saved = torch.load(checkpoint)["cfg"]
+    assert saved["model"]["self_condition"] and saved["model"]["learned_mean_embed"]
+    assert saved["model"]["encode_source_once"]
+    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)])
+    criterion = task.build_criterion(cfg.criterion)
+    assert criterion._sampler(models[0].network, training=True).bins == 10
     assert_hypotheses(generate(data_bin, checkpoint))
 
 
 def test_shipped_recipe_trains_validates_with_bleu_and_generates(data_bin, tmp_path):
     """The options the Multi30k CPU recipe ships (anchor loss, no rounding term, embedding norm, source
-    encoded once, target positions restarted, self-conditioning, a tighter canvas), with validation
+    encoded once, target positions restarted, a tighter canvas), with validation
     BLEU decoded by DPM-Solver++ as scripts/compare_levt.py runs it. Decoding takes the canvas rule
     from the checkpoint."""
     flags = DIFFUSEQ_TRAIN_FLAGS + ["--canvas-len-a", "1.2", "--canvas-len-b", "4"] + [
         "--max-epoch", "1", "--anchor-loss-weight", "1", "--rounding-loss-weight", "0", "--embed-norm",
-        "--encode-source-once", "--target-positions", "restart", "--self-condition",
+        "--encode-source-once", "--target-positions", "restart",
         "--eval-bleu", "--eval-bleu-args", '{"sampler": "dpm-solver++", "diffusion_steps": 5}',
     ]
     checkpoint = train_model(data_bin, tmp_path / "ckpt", flags)
     saved = torch.load(checkpoint)["cfg"]
-    assert saved["model"]["embed_norm"] and saved["model"]["encode_source_once"] and saved["model"]["self_condition"]
+    assert saved["model"]["embed_norm"] and saved["model"]["encode_source_once"]
     assert saved["model"]["target_positions"] == "restart" and saved["criterion"]["rounding_loss_weight"] == 0
     assert (saved["model"]["canvas_len_a"], saved["model"]["canvas_len_b"]) == (1.2, 4)
     assert_hypotheses(generate(data_bin, checkpoint, "--sampler", "dpm-solver++"))
