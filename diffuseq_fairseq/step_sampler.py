@@ -13,7 +13,7 @@ uniform for about 800 updates, most of a CPU budget; 100 bins warm up in a few d
 Updates take fixed-size per-step sums and counts, which a distributed caller can all-reduce before
 calling :meth:`update`: every rank then pushes the same values and the histories stay identical.
 """
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 
@@ -49,24 +49,28 @@ class LossSecondMomentSampler:
     def history_size(self) -> int:
         return self.loss_history.size(1)
 
-    def _bin_sums(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per bin: sum of squared losses and number of losses held; and every step's bin."""
-        held = torch.arange(self.history_size, device=self.loss_count.device) < self.loss_count.unsqueeze(-1)
+    def _pooled_rms(self) -> Optional[torch.Tensor]:
+        """Every step's bin RMS loss, or None while some bin holds fewer than ``history_size`` losses."""
+        device = self.loss_count.device
+        held = torch.arange(self.history_size, device=device) < self.loss_count.unsqueeze(-1)
         squares = (self.loss_history.double().pow(2) * held).sum(-1)
-        step_bin = torch.arange(self.num_steps, device=self.loss_count.device) * self.bins // self.num_steps
-        zeros = torch.zeros(self.bins, dtype=torch.float64, device=self.loss_count.device)
-        return zeros.index_add(0, step_bin, squares), zeros.index_add(0, step_bin, held.sum(-1).double()), step_bin
+        step_bin = torch.arange(self.num_steps, device=device) * self.bins // self.num_steps
+        zeros = torch.zeros(self.bins, dtype=torch.float64, device=device)
+        bin_squares = zeros.index_add(0, step_bin, squares)
+        bin_held = zeros.index_add(0, step_bin, held.sum(-1).double())
+        if not bool((bin_held >= self.history_size).all()):
+            return None
+        return (bin_squares / bin_held).sqrt()[step_bin]
 
     def warmed_up(self) -> bool:
-        return bool((self._bin_sums()[1] >= self.history_size).all())
+        return self._pooled_rms() is not None
 
     def probabilities(self) -> torch.Tensor:
         """p_t as float64 (uniform until every bin has a full history)."""
         steps = self.num_steps
-        squares, held, step_bin = self._bin_sums()
-        if not bool((held >= self.history_size).all()):
+        rms = self._pooled_rms()
+        if rms is None:
             return torch.full((steps,), 1.0 / steps, dtype=torch.float64, device=self.loss_history.device)
-        rms = (squares / held).sqrt()[step_bin]
         p = rms / rms.sum()
         return p * (1 - self.uniform_prob) + self.uniform_prob / steps
 

@@ -48,8 +48,8 @@ class DiffuSeqLossConfig(FairseqDataclass):
 
 @register_criterion("diffuseq_loss", dataclass=DiffuSeqLossConfig)
 class DiffuSeqLoss(FairseqCriterion):
-    def __init__(self, task, timestep_sampler, uniform_prob, timestep_sampler_bins, loss_positions, anchor_loss_weight, rounding_loss_weight,
-                 self_condition_prob):
+    def __init__(self, task, timestep_sampler, uniform_prob, timestep_sampler_bins, loss_positions, anchor_loss_weight,
+                 rounding_loss_weight, self_condition_prob):
         super().__init__(task)
         if timestep_sampler not in ("lossaware", "uniform"):
             raise ValueError(f"unknown --timestep-sampler {timestep_sampler!r}")
