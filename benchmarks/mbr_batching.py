@@ -35,6 +35,7 @@ def main(argv=None):
     parser.add_argument("--levt-decode", default=LEVT_DECODE)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--report-only", action="store_true", help="re-print the table of --out/mbr_batching.json")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
@@ -50,7 +51,7 @@ def main(argv=None):
 
     def decode(name, checkpoint, flags, tag):
         gen_file, speed = generate(name, data, checkpoint, f"{flags} {langs}", out, args.threads, tag,
-                                   repeats=args.repeats)
+                                   repeats=args.repeats, device=args.device)
         return {"sentences_per_s": speed["sentences_per_s"], "bleu": metrics_of(gen_file)["bleu"]}
 
     rows = []

@@ -147,14 +147,19 @@ def log_times(text: str, logger: str) -> list:
     return [time.mktime(time.strptime(stamp, "%Y-%m-%d %H:%M:%S")) for stamp in re.findall(pattern, text, re.MULTILINE)]
 
 
-def train_all(runs, budget_args, out: Path, threads: int, data_bin):
-    """Train every (name, flags) at the same time, each with ``threads`` threads, so both models
-    get the same machine conditions for the same wall-clock budget."""
+def device_args(device: str) -> list:
+    """fairseq runs on the GPU unless told --cpu."""
+    return ["--cpu"] if device == "cpu" else []
+
+
+def train_all(runs, budget_args, out: Path, threads: int, data_bin, device: str = "cpu"):
+    """Train every (name, flags) at the same time, each with ``threads`` threads (on a GPU: sharing
+    it), so both models get the same machine conditions for the same wall-clock budget."""
     started = {}
     for name, extra in runs:
         # --seed 1 comes before the model's flags, so that a --seed among them overrides it.
         args = [str(data_bin), "--user-dir", USER_DIR, "--seed", "1", *shlex.split(extra), *budget_args,
-                "--save-dir", str(out / f"ckpt_{name}"), "--cpu", "--no-progress-bar", "--log-format", "json",
+                "--save-dir", str(out / f"ckpt_{name}"), *device_args(device), "--no-progress-bar", "--log-format", "json",
                 "--log-interval", "50", "--num-workers", "0", "--no-epoch-checkpoints"]
         progress(f"training {name}: {' '.join(args[3:])}")
         started[name] = launch("fairseq_cli.train", args, out / "logs" / f"train_{name}.log", threads)
@@ -167,10 +172,10 @@ def train_all(runs, budget_args, out: Path, threads: int, data_bin):
 
 
 def generate(name, data_bin, checkpoint, extra, out: Path, threads: int, tag: str, reuse: bool = False,
-             repeats: int = 1):
+             repeats: int = 1, device: str = "cpu"):
     """Decode the test set; with ``repeats`` > 1 run the same (seeded, so identical) decode that many
     times and keep the fastest, the usual guard against a one-off stall of a shared machine."""
-    args = [str(data_bin), "--user-dir", USER_DIR, "--path", checkpoint, "--gen-subset", "test", "--cpu",
+    args = [str(data_bin), "--user-dir", USER_DIR, "--path", checkpoint, "--gen-subset", "test", *device_args(device),
             "--batch-size", "100", "--remove-bpe", "--seed", "1", *shlex.split(extra)]
     log_path = out / "logs" / f"gen_{name}_{tag}.log"
     gen_file = out / f"gen_{name}_{tag}.txt"
@@ -284,6 +289,11 @@ def parse_args(argv=None):
     parser.add_argument("--diffuseq-decode", default=DIFFUSEQ_DECODE)
     parser.add_argument("--levt-decode", default=LEVT_DECODE)
     parser.add_argument("--threads", type=int, default=1, help="OMP threads per fairseq process")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                        help="train and decode on the CPU, or on the GPU (both trainings share it)")
+    parser.add_argument("--train-args", default="",
+                        help="training options for both models, after (so over) the recipes' and the validation's, "
+                        "e.g. a GPU's batch size: '--max-tokens 8192'")
     parser.add_argument("--timing-repeats", type=int, default=3,
                         help="run the decodes of the headline speed ratio (LevT, DiffuSeq |S|=1 with and without "
                         "early stopping) this many times and keep the fastest")
@@ -343,8 +353,9 @@ def main(argv=None):
     langs = ["--source-lang", args.source_lang, "--target-lang", args.target_lang]
     results = {"config": vars(args), "diffuseq": {}, "levt": {}}
     valid = ("", "") if args.no_valid_bleu else (DIFFUSEQ_VALID, LEVT_VALID)
-    runs = [("diffuseq", f"{args.diffuseq_task} {args.diffuseq_args} {valid[0]} {' '.join(langs)}"),
-            ("levt", f"{args.levt_args} {valid[1]} {' '.join(langs)}")]
+    # fairseq keeps the last value of an option given twice.
+    runs = [("diffuseq", f"{args.diffuseq_task} {args.diffuseq_args} {valid[0]} {args.train_args} {' '.join(langs)}"),
+            ("levt", f"{args.levt_args} {valid[1]} {args.train_args} {' '.join(langs)}")]
     reused = {}
     if args.levt_from:
         reused["levt"] = reuse_run("levt", Path(args.levt_from), out)
@@ -353,7 +364,8 @@ def main(argv=None):
         trained = {name: training_summary(name, out, previous.get(name, {}).get("train_seconds", float("nan")))
                    for name, _ in runs}
     else:
-        trained = train_all([run for run in runs if run[0] not in reused], budget, out, args.threads, data_bin)
+        trained = train_all([run for run in runs if run[0] not in reused], budget, out, args.threads, data_bin,
+                            args.device)
         trained.update(reused)
         (out / "train.json").write_text(json.dumps(trained, indent=2))
     for name, _ in runs:
@@ -362,7 +374,7 @@ def main(argv=None):
     progress("decoding with LevT")
     gen_file, speed = generate("levt", test_bin, results["levt"]["train"]["checkpoint"],
                                f"--task translation_lev {args.levt_decode} {' '.join(langs)}", out, args.threads, "default",
-                               args.reuse_decodes, args.timing_repeats)
+                               args.reuse_decodes, args.timing_repeats, args.device)
     results["levt"]["decode"] = {"speed": speed, "metrics": metrics_of(gen_file)}
 
     diffuseq = results["diffuseq"]
@@ -373,7 +385,7 @@ def main(argv=None):
         progress(f"decoding with DiffuSeq, {args.diffuseq_decode}, MBR over {size} candidate(s)")
         gen_file, speed = generate("diffuseq", test_bin, checkpoint, f"{base} {args.diffuseq_decode} --mbr-candidates {size}",
                                    out, args.threads, f"mbr{size}", args.reuse_decodes,
-                                   args.timing_repeats if size == 1 else 1)
+                                   args.timing_repeats if size == 1 else 1, args.device)
         diffuseq["mbr"][str(size)] = {"speed": speed, "metrics": metrics_of(gen_file)}
     diffuseq["early_stop"] = {}
     for size in (1, 10):
@@ -381,7 +393,7 @@ def main(argv=None):
         progress(f"decoding with DiffuSeq, {args.diffuseq_decode} {options}")
         gen_file, speed = generate("diffuseq", test_bin, checkpoint, f"{base} {args.diffuseq_decode} {options}",
                                    out, args.threads, f"stop{size}", args.reuse_decodes,
-                                   args.timing_repeats if size == 1 else 1)
+                                   args.timing_repeats if size == 1 else 1, args.device)
         diffuseq["early_stop"][f"stop{size}"] = {"options": options, "speed": speed, "metrics": metrics_of(gen_file)}
     diffuseq["diversity"] = {}
     diversity = {"dpm-solver++": ("dpm-solver++", "--sampler dpm-solver++"),
@@ -391,7 +403,8 @@ def main(argv=None):
         history = "--retain-iter-history" if label == "dpm-solver++" else ""
         gen_file, speed = generate("diffuseq", test_bin, checkpoint,
                                    f"{base} {sampler} --diffusion-steps 20 --mbr-candidates 3 --nbest 3 {history}",
-                                   out, args.threads, "div_" + label.split()[0], args.reuse_decodes)
+                                   out, args.threads, "div_" + label.split()[0], args.reuse_decodes,
+                                   device=args.device)
         diffuseq["diversity"][label] = {"speed": speed, "metrics": metrics_of(gen_file)}
         if history:
             diffuseq["history"] = history_curve(gen_file, 20)
@@ -402,7 +415,8 @@ def main(argv=None):
             continue
         progress(f"decoding with DiffuSeq, dpm-solver++ {steps} steps")
         gen_file, speed = generate("diffuseq", test_bin, checkpoint, f"{base} --sampler dpm-solver++ --diffusion-steps {steps}",
-                                   out, args.threads, f"steps{steps}", args.reuse_decodes)
+                                   out, args.threads, f"steps{steps}", args.reuse_decodes,
+                                   device=args.device)
         diffuseq["steps"][str(steps)] = {"speed": speed, "metrics": metrics_of(gen_file)}
 
     results["plots"] = plot(results, out)
