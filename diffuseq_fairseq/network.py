@@ -62,6 +62,11 @@ class NetworkConfig:
                                       "source j share a position embedding (aligning them is one learned pattern for "
                                       "every source length), and a learned segment embedding tells the two apart"}
     )
+    min_timestep_fraction: float = field(
+        default=0.0, metadata={"help": "noise-scale clipping (DINOISER): train only on steps t >= F*T, where the "
+                               "noisy target can no longer be rounded back to its words, and give the model "
+                               "max(t, F*T) when decoding; 0 trains on every step (the paper)"}
+    )
     encode_source_once: bool = field(
         default=False, metadata={"help": "source attends only to the source and gets no time embedding, so its "
                                  "keys/values are computed once per sentence and reused by every step"}
@@ -140,12 +145,16 @@ class DiffuSeqNetwork(nn.Module):
         if cfg.absorb_rate > 0 and not cfg.learned_mean_embed:
             raise ValueError("--absorb-rate needs --learned-mean-embed (the absorbing state)")
         self.diffusion = GaussianDiffusion(cfg.noise_schedule, cfg.num_timesteps)
+        if not 0 <= cfg.min_timestep_fraction < 1:
+            raise ValueError(f"--min-timestep-fraction must be in [0, 1), got {cfg.min_timestep_fraction}")
+        self.first_train_step = round(cfg.min_timestep_fraction * cfg.num_timesteps)
         # Importance-sampler state: buffers, so checkpoints save it and resume restores it.
         self.register_buffer("timestep_loss_history", torch.zeros(cfg.num_timesteps, IMPORTANCE_HISTORY))
         self.register_buffer("timestep_loss_count", torch.zeros(cfg.num_timesteps, dtype=torch.long))
 
     def importance_sampler(self, uniform_prob: float, bins: int = 0) -> LossSecondMomentSampler:
-        return LossSecondMomentSampler(self.timestep_loss_history, self.timestep_loss_count, uniform_prob, bins)
+        return LossSecondMomentSampler(self.timestep_loss_history, self.timestep_loss_count, uniform_prob, bins,
+                                       self.first_train_step)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """lm_head: tied to the embedding, with its own bias."""
@@ -202,6 +211,9 @@ class DiffuSeqNetwork(nn.Module):
             target_positions = offsets.expand(batch, target_len)
         else:
             target_positions = source.lengths.unsqueeze(1) + offsets.unsqueeze(0)
+        # Under clipping, steps below the first trained one are shown as that step: their input is
+        # only cleaner than the model expects.
+        t = t.clamp(min=self.first_train_step)
         time = self.time_embed(timestep_embedding(self.diffusion.model_time(t), self.cfg.latent_dim).to(x_t.dtype))
         target_states = self._input_states(x_t, target_positions, time, self_cond, segment=1)
         target_mask = torch.ones(batch, target_len, dtype=torch.bool, device=x_t.device)

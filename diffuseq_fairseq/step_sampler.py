@@ -10,6 +10,9 @@ T/bins steps, and the sampler leaves the uniform warm-up once every bin (not eve
 ``history`` losses. With T = 2,000 and about 60 sentences per update, the per-step rule stays
 uniform for about 800 updates, most of a CPU budget; 100 bins warm up in a few dozen.
 
+With ``first_step`` > 0 (DINOISER's noise-scale clipping) both samplers draw t only from
+[first_step, T); the importance sampler then keeps and weighs the histories of those steps alone.
+
 Updates take fixed-size per-step sums and counts, which a distributed caller can all-reduce before
 calling :meth:`update`: every rank then pushes the same values and the histories stay identical.
 """
@@ -19,30 +22,40 @@ import torch
 
 
 class UniformSampler:
-    def __init__(self, num_steps: int):
-        self.num_steps = num_steps
+    def __init__(self, num_steps: int, first_step: int = 0):
+        if not 0 <= first_step < num_steps:
+            raise ValueError(f"first_step must be in [0, {num_steps}), got {first_step}")
+        self.num_steps = num_steps - first_step  # steps it draws from
+        self.first_step = first_step
 
     def sample(self, batch_size: int, device, generator=None) -> Tuple[torch.Tensor, torch.Tensor]:
-        t = torch.randint(0, self.num_steps, (batch_size,), device=device, generator=generator)
+        t = torch.randint(self.first_step, self.first_step + self.num_steps, (batch_size,), device=device,
+                          generator=generator)
         return t, torch.ones(batch_size, device=device)
 
 
 class LossSecondMomentSampler:
-    """Importance sampler over a ``[T, history]`` loss table and a ``[T]`` fill counter."""
+    """Importance sampler over a ``[T, history]`` loss table and a ``[T]`` fill counter (their rows
+    from ``first_step`` on, as views, so updates land in the caller's tensors)."""
 
     def __init__(self, loss_history: torch.Tensor, loss_count: torch.Tensor, uniform_prob: float = 0.001,
-                 bins: int = 0):
+                 bins: int = 0, first_step: int = 0):
         if loss_history.dim() != 2 or loss_count.shape != loss_history.shape[:1]:
             raise ValueError("loss_history must be [T, K] and loss_count [T]")
-        if not 0 <= bins <= loss_history.size(0):
-            raise ValueError(f"bins must be between 1 and T = {loss_history.size(0)} (0: one per step), got {bins}")
-        self.loss_history = loss_history
-        self.loss_count = loss_count
+        if not 0 <= first_step < loss_history.size(0):
+            raise ValueError(f"first_step must be in [0, {loss_history.size(0)}), got {first_step}")
+        steps = loss_history.size(0) - first_step
+        if not 0 <= bins <= steps:
+            raise ValueError(f"bins must be between 1 and the {steps} steps sampled (0: one per step), got {bins}")
+        self.loss_history = loss_history[first_step:]
+        self.loss_count = loss_count[first_step:]
+        self.first_step = first_step
         self.uniform_prob = uniform_prob
-        self.bins = bins or loss_history.size(0)
+        self.bins = bins or steps
 
     @property
     def num_steps(self) -> int:
+        """Steps it draws from (T − first_step)."""
         return self.loss_history.size(0)
 
     @property
@@ -75,18 +88,20 @@ class LossSecondMomentSampler:
         return p * (1 - self.uniform_prob) + self.uniform_prob / steps
 
     def sample(self, batch_size: int, device, generator=None) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Steps t and importance weights 1 / (T p_t), so the weighted loss stays unbiased."""
+        """Steps t and importance weights 1 / (N p_t) over the N steps it draws from, so the weighted
+        loss stays an unbiased estimate of the uniform average over them."""
         p = self.probabilities()
-        t = torch.multinomial(p.to(device), batch_size, replacement=True, generator=generator)
-        weights = 1.0 / (self.num_steps * p.to(device)[t])
-        return t, weights.float()
+        index = torch.multinomial(p.to(device), batch_size, replacement=True, generator=generator)
+        weights = 1.0 / (self.num_steps * p.to(device)[index])
+        return index + self.first_step, weights.float()
 
     @staticmethod
-    def step_statistics(t: torch.Tensor, losses: torch.Tensor, num_steps: int) -> torch.Tensor:
-        """[2, T] per-step loss sums and counts of one batch: the fixed-size thing to all-reduce."""
+    def step_statistics(t: torch.Tensor, losses: torch.Tensor, num_steps: int, first_step: int = 0) -> torch.Tensor:
+        """[2, num_steps] loss sums and counts per step from ``first_step`` of one batch: the
+        fixed-size thing to all-reduce."""
         stats = torch.zeros(2, num_steps, dtype=torch.float64, device=losses.device)
-        stats[0].index_add_(0, t, losses.detach().double())
-        stats[1].index_add_(0, t, torch.ones_like(losses, dtype=torch.float64))
+        stats[0].index_add_(0, t - first_step, losses.detach().double())
+        stats[1].index_add_(0, t - first_step, torch.ones_like(losses, dtype=torch.float64))
         return stats
 
     @torch.no_grad()

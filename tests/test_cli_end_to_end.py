@@ -126,6 +126,7 @@ def test_v2_options_train_and_generate(data_bin, tmp_path):
     flags = DIFFUSEQ_TRAIN_FLAGS + [
         "--max-epoch", "1", "--self-condition", "--learned-mean-embed", "--absorb-rate", "0.5",
         "--loss-positions", "all", "--encode-source-once", "--timestep-sampler-bins", "10",
+        "--min-timestep-fraction", "0.5",
     ]
     checkpoint = train_model(data_bin, tmp_path / "ckpt", flags)
     saved = torch.load(checkpoint)["cfg"]
@@ -133,7 +134,11 @@ def test_v2_options_train_and_generate(data_bin, tmp_path):
     assert saved["model"]["encode_source_once"]
     models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)])
     criterion = task.build_criterion(cfg.criterion)
-    assert criterion._sampler(models[0].network, training=True).bins == 10
+    sampler = criterion._sampler(models[0].network, training=True)
+    assert sampler.bins == 10 and sampler.first_step == models[0].network.cfg.num_timesteps // 2
+    # Every step trained is at or above the clipping point; the ones below never entered the sampler.
+    assert models[0].network.timestep_loss_count[:sampler.first_step].sum() == 0
+    assert models[0].network.timestep_loss_count[sampler.first_step:].sum() > 0
     assert_hypotheses(generate(data_bin, checkpoint))
 
 

@@ -53,14 +53,17 @@ def test_compare_levt_on_toy_data(tmp_path):
     cmd = [sys.executable, str(REPO / "scripts" / "compare_levt.py"), "--data-bin", str(out / "data-bin"),
            "--source-lang", "src", "--target-lang", "tgt", "--max-update", "6", "--test-sentences", "20",
            "--mbr-sizes", "1", "--step-counts", "5", "--timing-repeats", "1", "--diversity-samplers", "dpm-solver++",
-           "--levt-from", str(out), "--out", str(variant), "--diffuseq-args", TINY_DIFFUSEQ + " --timestep-sampler-bins 10"]
+           "--levt-from", str(out), "--out", str(variant), "--diffuseq-args", TINY_DIFFUSEQ + " --timestep-sampler-bins 10",
+           "--train-args", "--max-tokens 500"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "levt: reusing the run of" in proc.stdout and "training levt" not in proc.stdout
     reused = json.loads((variant / "compare.json").read_text())
     assert reused["levt"]["train"]["updates"] == 20 and reused["diffuseq"]["train"]["updates"] == 6
     assert reused["levt"]["decode"]["metrics"] == result["levt"]["decode"]["metrics"]
-    assert "'timestep_sampler_bins': 10" in (variant / "logs" / "train_diffuseq.out").read_text()
+    variant_log = (variant / "logs" / "train_diffuseq.out").read_text()
+    assert "'timestep_sampler_bins': 10" in variant_log
+    assert "'max_tokens': 500" in variant_log  # --train-args wins over the recipe's --max-tokens 1000
 
     # benchmarks/mbr_batching.py on the two checkpoints just trained.
     cmd = [sys.executable, str(REPO / "benchmarks" / "mbr_batching.py"), "--data-bin", str(out / "data-bin"),

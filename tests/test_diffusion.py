@@ -16,7 +16,7 @@ from diffuseq_fairseq.diffusion import (
     step_pairs,
 )
 from diffuseq_fairseq.mbr import mbr_order, pairwise_bleu
-from diffuseq_fairseq.step_sampler import LossSecondMomentSampler
+from diffuseq_fairseq.step_sampler import LossSecondMomentSampler, UniformSampler
 
 
 def test_sqrt_schedule_matches_official_values():
@@ -205,6 +205,30 @@ def test_one_bin_per_step_is_the_paper_sampler():
     assert torch.allclose(per_step.probabilities(), 0.99 * want / want.sum() + 0.01 / 6)
     with pytest.raises(ValueError, match="bins"):
         LossSecondMomentSampler(history, count, bins=7)
+
+
+def test_clipped_samplers_draw_only_from_the_first_step_on_and_stay_unbiased():
+    steps, first, hist = 10, 6, 2
+    t, w = UniformSampler(steps, first).sample(2000, "cpu", torch.Generator().manual_seed(0))
+    assert set(t.tolist()) == set(range(first, steps)) and torch.equal(w, torch.ones(2000))
+    history, count = torch.zeros(steps, hist), torch.zeros(steps, dtype=torch.long)
+    sampler = LossSecondMomentSampler(history, count, uniform_prob=0.0, first_step=first)
+    assert sampler.num_steps == steps - first
+    loss_of = {6: 1.0, 7: 1.0, 8: 2.0, 9: 4.0}
+    for _ in range(hist):
+        t = torch.tensor(list(loss_of))
+        sampler.update(LossSecondMomentSampler.step_statistics(t, torch.tensor(list(loss_of.values())),
+                                                               sampler.num_steps, first))
+    # The histories land in the caller's rows of those steps; the unsampled steps stay empty.
+    assert count.tolist() == [0] * first + [hist] * (steps - first)
+    assert history[9].tolist() == [4.0, 4.0] and sampler.warmed_up()
+    t, w = sampler.sample(20000, "cpu", torch.Generator().manual_seed(0))
+    assert t.min() >= first and t.max() < steps
+    # E_p[w · L] is the uniform average of L over the sampled steps: (1 + 1 + 2 + 4) / 4.
+    losses = torch.tensor([loss_of[step] for step in t.tolist()])
+    assert (w * losses).mean().item() == pytest.approx(2.0, rel=0.03)
+    with pytest.raises(ValueError, match="first_step"):
+        UniformSampler(steps, steps)
 
 
 def test_pairwise_bleu_and_mbr_pick_the_consensus():

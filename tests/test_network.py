@@ -72,3 +72,16 @@ def test_skipping_the_rounding_term_leaves_the_other_terms_unchanged():
     wide = DiffuSeqNetwork(NetworkConfig(**dict(SMALL, latent_dim=128), embed_norm=True), 500, 1)
     torch.manual_seed(0)
     assert wide.training_terms(*batch)["rounding_nll"].max() < 1e-6
+
+
+def test_clipping_shows_steps_below_the_first_trained_one_as_that_step():
+    net = DiffuSeqNetwork(NetworkConfig(**SMALL, min_timestep_fraction=0.4), 30, 1).eval()
+    assert net.first_train_step == 20
+    source = net.encode_source(torch.tensor([[5, 6, 2]]), torch.tensor([3]))
+    x_t = torch.randn(1, 4, 16)
+    at_first = net.denoise(x_t, torch.tensor([20]), source)
+    assert torch.equal(net.denoise(x_t, torch.tensor([3]), source), at_first)
+    assert not torch.allclose(net.denoise(x_t, torch.tensor([35]), source), at_first)
+    assert net.importance_sampler(0.001).first_step == 20
+    with pytest.raises(ValueError, match="--min-timestep-fraction"):
+        DiffuSeqNetwork(NetworkConfig(**SMALL, min_timestep_fraction=1.0), 30, 1)
