@@ -149,14 +149,14 @@ def test_shipped_recipe_trains_validates_with_bleu_and_generates(data_bin, tmp_p
     from the checkpoint."""
     flags = DIFFUSEQ_TRAIN_FLAGS + ["--canvas-len-a", "1.2", "--canvas-len-b", "4"] + [
         "--max-epoch", "1", "--anchor-loss-weight", "1", "--rounding-loss-weight", "0", "--embed-norm",
-        "--encode-source-once", "--target-positions", "restart", "--min-timestep-fraction", "0.7",
+        "--encode-source-once", "--target-positions", "restart", "--min-timestep-fraction", "0.8",
         "--eval-bleu", "--eval-bleu-args", '{"sampler": "dpm-solver++", "diffusion_steps": 5}',
     ]
     checkpoint = train_model(data_bin, tmp_path / "ckpt", flags)
     saved = torch.load(checkpoint)["cfg"]
     assert saved["model"]["embed_norm"] and saved["model"]["encode_source_once"]
     assert saved["model"]["target_positions"] == "restart" and saved["criterion"]["rounding_loss_weight"] == 0
-    assert saved["model"]["min_timestep_fraction"] == 0.7
+    assert saved["model"]["min_timestep_fraction"] == 0.8
     assert (saved["model"]["canvas_len_a"], saved["model"]["canvas_len_b"]) == (1.2, 4)
     assert_hypotheses(generate(data_bin, checkpoint, "--sampler", "dpm-solver++"))
 
