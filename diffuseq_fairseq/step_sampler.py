@@ -95,13 +95,13 @@ class LossSecondMomentSampler:
         weights = 1.0 / (self.num_steps * p.to(device)[index])
         return index + self.first_step, weights.float()
 
-    @staticmethod
-    def step_statistics(t: torch.Tensor, losses: torch.Tensor, num_steps: int, first_step: int = 0) -> torch.Tensor:
-        """[2, num_steps] loss sums and counts per step from ``first_step`` of one batch: the
-        fixed-size thing to all-reduce."""
-        stats = torch.zeros(2, num_steps, dtype=torch.float64, device=losses.device)
-        stats[0].index_add_(0, t - first_step, losses.detach().double())
-        stats[1].index_add_(0, t - first_step, torch.ones_like(losses, dtype=torch.float64))
+    def step_statistics(self, t: torch.Tensor, losses: torch.Tensor) -> torch.Tensor:
+        """[2, num_steps] loss sums and counts of one batch per step it draws from: the fixed-size
+        thing to all-reduce."""
+        index = t - self.first_step
+        stats = torch.zeros(2, self.num_steps, dtype=torch.float64, device=losses.device)
+        stats[0].index_add_(0, index, losses.detach().double())
+        stats[1].index_add_(0, index, torch.ones_like(losses, dtype=torch.float64))
         return stats
 
     @torch.no_grad()

@@ -159,7 +159,7 @@ def test_importance_sampler_is_uniform_until_warm_then_follows_second_moment():
     losses = {0: 1.0, 1: 1.0, 2: 2.0, 3: 4.0}
     for _ in range(hist):
         t = torch.tensor(list(losses))
-        sampler.update(LossSecondMomentSampler.step_statistics(t, torch.tensor(list(losses.values())), steps))
+        sampler.update(sampler.step_statistics(t, torch.tensor(list(losses.values()))))
     assert sampler.warmed_up()
     p = sampler.probabilities()
     rms = torch.tensor([1.0, 1.0, 2.0, 4.0], dtype=torch.float64)
@@ -168,7 +168,7 @@ def test_importance_sampler_is_uniform_until_warm_then_follows_second_moment():
     t, w = sampler.sample(1000, "cpu", torch.Generator().manual_seed(0))
     assert torch.allclose(w.double(), 1 / (steps * p[t]), rtol=1e-6)
     # FIFO: a new loss pushes out the oldest one.
-    sampler.update(LossSecondMomentSampler.step_statistics(torch.tensor([3, 3]), torch.tensor([10.0, 20.0]), steps))
+    sampler.update(sampler.step_statistics(torch.tensor([3, 3]), torch.tensor([10.0, 20.0])))
     assert sampler.loss_history[3].tolist() == [4.0, 4.0, 15.0]
     assert sampler.loss_count.tolist() == [hist] * steps
 
@@ -181,7 +181,7 @@ def test_binned_importance_sampler_pools_neighbouring_steps_and_warms_up_early()
     t = torch.tensor([0, 1, 1, 4, 6, 7])
     losses = torch.tensor([1.0, 1.0, 1.0, 3.0, 3.0, 5.0])
     for step, loss in zip(t, losses):  # one update per loss, so step 1 keeps both of its losses
-        sampler.update(LossSecondMomentSampler.step_statistics(step.view(1), loss.view(1), steps))
+        sampler.update(sampler.step_statistics(step.view(1), loss.view(1)))
     assert sampler.warmed_up()
     assert not LossSecondMomentSampler(sampler.loss_history, sampler.loss_count).warmed_up()
     rms_low, rms_high = 1.0, math.sqrt((9 + 9 + 25) / 3)
@@ -217,8 +217,7 @@ def test_clipped_samplers_draw_only_from_the_first_step_on_and_stay_unbiased():
     loss_of = {6: 1.0, 7: 1.0, 8: 2.0, 9: 4.0}
     for _ in range(hist):
         t = torch.tensor(list(loss_of))
-        sampler.update(LossSecondMomentSampler.step_statistics(t, torch.tensor(list(loss_of.values())),
-                                                               sampler.num_steps, first))
+        sampler.update(sampler.step_statistics(t, torch.tensor(list(loss_of.values()))))
     # The histories land in the caller's rows of those steps; the unsampled steps stay empty.
     assert count.tolist() == [0] * first + [hist] * (steps - first)
     assert history[9].tolist() == [4.0, 4.0] and sampler.warmed_up()
@@ -260,6 +259,6 @@ def test_empty_candidate_gets_zero_bleu():
 def test_importance_sampler_ignores_non_finite_losses():
     sampler = LossSecondMomentSampler(torch.zeros(3, 2), torch.zeros(3, dtype=torch.long))
     losses = torch.tensor([1.0, float("nan"), float("inf")])
-    sampler.update(LossSecondMomentSampler.step_statistics(torch.tensor([0, 1, 2]), losses, 3))
+    sampler.update(sampler.step_statistics(torch.tensor([0, 1, 2]), losses))
     assert sampler.loss_count.tolist() == [1, 0, 0]
     assert torch.isfinite(sampler.loss_history).all()

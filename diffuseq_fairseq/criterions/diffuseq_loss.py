@@ -20,7 +20,7 @@ from fairseq import metrics
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 
-from ..step_sampler import LossSecondMomentSampler, UniformSampler
+from ..step_sampler import UniformSampler
 
 TERMS = ("mse", "rounding_nll", "tT", "anchor_nll")
 
@@ -67,8 +67,9 @@ class DiffuSeqLoss(FairseqCriterion):
         self.count_in_sampler = True
 
     def _sampler(self, network, training: bool):
-        # Validation draws t uniformly: the logged terms are then plain averages over t, comparable
-        # from one validation to the next, instead of following the importance sampler's drift.
+        # Validation draws t uniformly over the trained steps: the logged terms are then plain averages
+        # over t, comparable from one validation to the next, instead of following the importance
+        # sampler's drift.
         if self.timestep_sampler == "uniform" or not training:
             return UniformSampler(network.cfg.num_timesteps, network.first_train_step)
         return network.importance_sampler(self.uniform_prob, self.timestep_sampler_bins)
@@ -88,7 +89,7 @@ class DiffuSeqLoss(FairseqCriterion):
         per_sentence = (terms["mse"] + self.rounding_loss_weight * terms["rounding_nll"] + terms["tT"]
                         + self.anchor_loss_weight * terms["anchor_nll"])
         if model.training and self.timestep_sampler == "lossaware":
-            stats = LossSecondMomentSampler.step_statistics(t, per_sentence, sampler.num_steps, sampler.first_step)
+            stats = sampler.step_statistics(t, per_sentence)
             if not self.count_in_sampler:
                 stats.zero_()  # a placeholder batch still joins the all-reduce, with nothing in it
             if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
