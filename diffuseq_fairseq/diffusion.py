@@ -101,21 +101,27 @@ class GaussianDiffusion:
         return (a * x0.float()) ** 2
 
 
-def sampling_steps(num_steps: int, total: int, spacing: str = "uniform", alphas_cumprod=None) -> List[int]:
-    """Decreasing list of ``num_steps`` step indices in [0, total), always containing total-1 and 0.
+def sampling_steps(
+    num_steps: int, total: int, spacing: str = "uniform", alphas_cumprod=None, lowest: int = 0
+) -> List[int]:
+    """Decreasing list of ``num_steps`` step indices in [lowest, total), always containing total-1 and lowest.
 
     ``uniform`` spaces indices evenly (DDIM's time-uniform); ``logsnr`` spaces them evenly in
-    log-SNR, which DPM-Solver recommends for few steps.
+    log-SNR, which DPM-Solver recommends for few steps. ``lowest`` > 0 keeps every model call on
+    the steps a model trained with noise-scale clipping has seen; the last step still jumps to
+    the clean level (see step_pairs).
     """
-    if not 1 <= num_steps <= total:
-        raise ValueError(f"--diffusion-steps must be in [1, {total}], got {num_steps}")
+    if not 0 <= lowest < total:
+        raise ValueError(f"the lowest sampling step must be in [0, {total}), got {lowest}")
+    if not 1 <= num_steps <= total - lowest:
+        raise ValueError(f"--diffusion-steps must be in [1, {total - lowest}], got {num_steps}")
     if num_steps == 1:
         return [total - 1]
     if spacing == "uniform":
-        points = torch.linspace(total - 1, 0, num_steps, dtype=torch.float64)
+        points = torch.linspace(total - 1, lowest, num_steps, dtype=torch.float64)
     elif spacing == "logsnr":
         log_snr = (alphas_cumprod / (1 - alphas_cumprod)).log()
-        targets = torch.linspace(float(log_snr[-1]), float(log_snr[0]), num_steps, dtype=torch.float64)
+        targets = torch.linspace(float(log_snr[-1]), float(log_snr[lowest]), num_steps, dtype=torch.float64)
         points = torch.stack([(log_snr - v).abs().argmin() for v in targets]).double()
     else:
         raise ValueError(f"unknown step spacing {spacing!r}; choose uniform or logsnr")
@@ -124,7 +130,7 @@ def sampling_steps(num_steps: int, total: int, spacing: str = "uniform", alphas_
     steps: List[int] = []
     for i, p in enumerate(points.round().long().tolist()):
         upper = total - 1 if not steps else steps[-1] - 1
-        steps.append(max(min(p, upper), num_steps - 1 - i))
+        steps.append(max(min(p, upper), lowest + num_steps - 1 - i))
     return steps
 
 

@@ -48,6 +48,7 @@ class DiffuSeqGenerator:
         retain_history: bool,
         base_seed: int,
         stop_when_stable: int = 0,
+        lowest_step: int = 0,
     ):
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown --sampler {sampler!r}; choose one of {SAMPLERS}")
@@ -69,6 +70,7 @@ class DiffuSeqGenerator:
         self.retain_history = retain_history
         self.base_seed = base_seed
         self.stop_when_stable = stop_when_stable
+        self.lowest_step = lowest_step
 
     def _initial_noise(self, sample_ids: torch.Tensor, canvas: int, latent: int, device, dtype) -> torch.Tensor:
         """One noise draw per (sentence id, candidate): the same --seed gives the same candidates."""
@@ -159,7 +161,8 @@ class DiffuSeqGenerator:
         canvas = self.canvas_length(src_lengths)
         latent = model.cfg.latent_dim
         diffusion, mean = model.diffusion, model.mean_embed
-        steps = sampling_steps(self.num_steps, self.total_steps, self.step_spacing, diffusion.alphas_cumprod)
+        steps = sampling_steps(self.num_steps, self.total_steps, self.step_spacing, diffusion.alphas_cumprod,
+                               self.lowest_step)
         pairs = step_pairs(steps, diffusion.alphas_cumprod)
 
         context = model.encode_source(src_tokens, src_lengths)

@@ -159,6 +159,9 @@ def test_shipped_recipe_trains_validates_with_bleu_and_generates(data_bin, tmp_p
     assert saved["model"]["min_timestep_fraction"] == 0.8
     assert (saved["model"]["canvas_len_a"], saved["model"]["canvas_len_b"]) == (1.2, 4)
     assert_hypotheses(generate(data_bin, checkpoint, "--sampler", "dpm-solver++"))
+    assert_hypotheses(generate(data_bin, checkpoint, "--sampler", "dpm-solver++", "--step-range", "trained"))
+    generator = load_generator(data_bin, checkpoint, DIFFUSEQ_DECODE_FLAGS + ["--step-range", "trained"])
+    assert generator.lowest_step == round(0.8 * saved["model"]["num_timesteps"])
 
 
 @pytest.mark.parametrize("flags, canvas", [

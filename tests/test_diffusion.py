@@ -143,6 +143,19 @@ def test_sampling_steps():
         sampling_steps(0, 2000)
 
 
+def test_sampling_steps_from_a_lowest_step_stay_in_the_trained_range():
+    assert sampling_steps(5, 2000, lowest=1600) == [1999, 1899, 1800, 1700, 1600]
+    d = GaussianDiffusion("sqrt", 2000)
+    logsnr = sampling_steps(6, 2000, "logsnr", d.alphas_cumprod, lowest=1600)
+    assert logsnr[0] == 1999 and logsnr[-1] == 1600 and len(logsnr) == 6
+    assert all(a > b for a, b in zip(logsnr, logsnr[1:]))
+    assert sampling_steps(400, 2000, lowest=1600) == list(range(1999, 1599, -1))
+    with pytest.raises(ValueError, match=r"--diffusion-steps must be in \[1, 400\]"):
+        sampling_steps(401, 2000, lowest=1600)
+    with pytest.raises(ValueError, match="lowest sampling step"):
+        sampling_steps(5, 2000, lowest=2000)
+
+
 def test_nearest_embedding_ids_pick_the_nearest_row_in_l2():
     emb = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 5.0]])
     x = torch.tensor([[[0.9, 0.1], [0.1, 4.0], [-0.2, 0.1]]])

@@ -49,6 +49,11 @@ class DiffuSeqConfig(TranslationConfig):
     )
     diffusion_steps: Optional[int] = field(default=None, metadata={"help": "sampling steps (default: T)"})
     step_spacing: str = field(default="uniform", metadata={"help": "uniform | logsnr spacing of the sampling steps"})
+    step_range: str = field(
+        default="full", metadata={"help": "steps the sampling steps span: full ([0, T)) | trained ([F·T, T) of a "
+                                  "model trained with --min-timestep-fraction F, the last step jumping to the "
+                                  "clean level; the same as full for F = 0)"}
+    )
     ddim_eta: float = field(default=0.0, metadata={"help": "DDIM eta (0: deterministic, 1: DDPM posterior)"})
     rounding: str = field(
         default="l2", metadata={"help": "clamp x0 to a word embedding at every step: l2 (nearest embedding, "
@@ -211,4 +216,13 @@ class DiffuSeqTask(TranslationTask):
             retain_history=bool(getattr(args, "retain_iter_history", False)),
             base_seed=int(torch.randint(0, 2**31 - 1, (1,)).item()),  # follows --seed via fairseq's seeding
             stop_when_stable=int(knob("stop_when_stable")),
+            lowest_step=self.lowest_sampling_step(model, knob("step_range")),
         )
+
+    @staticmethod
+    def lowest_sampling_step(model, step_range: str) -> int:
+        if step_range == "full":
+            return 0
+        if step_range == "trained":
+            return getattr(model, "network", model).first_train_step
+        raise ValueError(f"unknown --step-range {step_range!r}; choose full or trained")
