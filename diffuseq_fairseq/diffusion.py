@@ -9,7 +9,7 @@ All schedule tensors are float64 and never become module buffers, so ``model.hal
 round ᾱ ≈ 2e-7 to zero (which would give NaN in 1/sqrt(ᾱ) style expressions).
 """
 import math
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -232,13 +232,44 @@ class DPMSolverPP:
             self._prev_x0 = self._prev_x0[index]
 
 
-def nearest_embedding_ids(x: torch.Tensor, embeddings: torch.Tensor) -> torch.Tensor:
+# A CPU decode scores blocks of this many [row, vocabulary] entries at a time: the block stays in
+# cache, and MBR's B·S·L rows never hold a [B·S·L, V] matrix (1.3 GB for 100 sentences × 10
+# candidates on Multi30k). GPUs take the whole matrix in one call (see vocabulary_block_rows).
+CPU_VOCABULARY_BLOCK = 2**21
+
+
+def vocabulary_block_rows(device: torch.device, vocabulary_size: int) -> Optional[int]:
+    """Rows per vocabulary-scoring block on ``device``; None: all rows at once."""
+    return max(1, CPU_VOCABULARY_BLOCK // vocabulary_size) if device.type == "cpu" else None
+
+
+def _by_blocks(x: torch.Tensor, block_rows: Optional[int], score):
+    """Apply ``score`` ([rows, D] -> tuple of [rows] tensors) to the vectors of x block by block."""
+    flat = x.reshape(-1, x.size(-1))
+    parts = [score(block) for block in (flat.split(block_rows) if block_rows else (flat,))]
+    return tuple(torch.cat(column).view(x.shape[:-1]) for column in zip(*parts))
+
+
+def nearest_embedding_ids(x: torch.Tensor, embeddings: torch.Tensor, block_rows: Optional[int] = None) -> torch.Tensor:
     """Index of the nearest embedding row (L2) of each vector of x ([..., D] -> [...])."""
-    flat = x.reshape(-1, x.size(-1)).to(embeddings.dtype)
+    squared_norms = embeddings.pow(2).sum(-1)
     # ‖x - e‖² = ‖x‖² - 2 x·e + ‖e‖²; the ‖x‖² term does not change the argmin. One fused
     # addmm: a separate subtraction over the [N, V] score matrix cost a third of the rounding.
-    scores = torch.addmm(embeddings.pow(2).sum(-1), flat, embeddings.t(), alpha=-2)
-    return scores.argmin(-1).view(x.shape[:-1])
+    (ids,) = _by_blocks(x.to(embeddings.dtype), block_rows,
+                        lambda block: (torch.addmm(squared_norms, block, embeddings.t(), alpha=-2).argmin(-1),))
+    return ids
+
+
+def most_likely_words(
+    x: torch.Tensor, embeddings: torch.Tensor, bias: torch.Tensor, block_rows: Optional[int] = None
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(argmax, its log-probability) of softmax(x·Eᵀ + b) for each vector of x ([..., D] -> two [...])."""
+    def score(block):
+        # log_softmax is one fused pass; on a CPU torch.logsumexp over the block was 15 % slower.
+        log_probs, ids = torch.log_softmax(torch.addmm(bias, block, embeddings.t()).float(), -1).max(-1)
+        return ids, log_probs
+
+    return _by_blocks(x.to(embeddings.dtype), block_rows, score)
 
 
 def discrete_absorb(

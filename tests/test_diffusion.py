@@ -11,6 +11,7 @@ from diffuseq_fairseq.diffusion import (
     ddim_step,
     ddpm_step,
     make_betas,
+    most_likely_words,
     nearest_embedding_ids,
     sampling_steps,
     step_pairs,
@@ -163,6 +164,15 @@ def test_nearest_embedding_ids_pick_the_nearest_row_in_l2():
     big = torch.randn(3, 7, 16)
     table = torch.randn(50, 16)
     assert torch.equal(nearest_embedding_ids(big, table), torch.cdist(big.view(-1, 16), table).argmin(-1).view(3, 7))
+    assert torch.equal(nearest_embedding_ids(big, table, block_rows=4), nearest_embedding_ids(big, table))
+
+
+def test_most_likely_words_match_the_log_softmax_argmax_in_any_block_size():
+    x, table, bias = torch.randn(3, 7, 16), torch.randn(50, 16), torch.randn(50)
+    scores, ids = torch.log_softmax(x @ table.t() + bias, -1).max(-1)
+    for block_rows in (None, 1, 5, 100):
+        got_ids, got_scores = most_likely_words(x, table, bias, block_rows)
+        assert torch.equal(got_ids, ids) and torch.allclose(got_scores, scores, atol=1e-5)
 
 
 def test_importance_sampler_is_uniform_until_warm_then_follows_second_moment():

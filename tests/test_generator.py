@@ -118,7 +118,7 @@ class RecordingDenoiser(torch.nn.Module):
         self.words = None if words is None else torch.tensor(words)
         self.cfg, self.diffusion, self.mean_embed = network.cfg, network.diffusion, network.mean_embed
         self.embed_tokens, self.encode_source = network.embed_tokens, network.encode_source
-        self.word_embeddings, self.logits = network.word_embeddings, network.logits
+        self.word_embeddings, self.output_bias = network.word_embeddings, network.output_bias
 
     def denoise(self, x, t, source, self_cond=None):
         self.calls.append(x.size(0))
