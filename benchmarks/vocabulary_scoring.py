@@ -2,7 +2,7 @@
 
 Every step rounds x̂0 to its nearest word embedding, and the last step takes argmax lm_head(x̂0)
 with its log-probability. Both score every row against the whole vocabulary: at MBR 10 over 100
-Multi30k sentences that is 16,000 rows × 7,868 words, a 504 MB float matrix per call. The
+Multi30k sentences that is 16,000 rows × 7,868 words, a 480 MiB float matrix per call. The
 generator scores CPU rows in blocks of 2**21 entries instead (``vocabulary_block_rows``). This
 times both ways on the same random data in one run, checks that they pick the same words, and
 prints the ratio.

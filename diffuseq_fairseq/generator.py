@@ -124,7 +124,7 @@ class DiffuSeqGenerator:
         if self.rounding == "l2":
             ids = nearest_embedding_ids(x0_hat, embeddings, self._block_rows)
         elif self.rounding == "logits" or self.stop_when_stable:
-            ids = self._argmax(model, x0_hat, embeddings)[0]
+            ids, _ = most_likely_words(x0_hat, embeddings, model.output_bias, self._block_rows, with_log_probs=False)
         else:
             return x0_hat, None
         if self.rounding == "none":

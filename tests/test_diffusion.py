@@ -173,6 +173,7 @@ def test_most_likely_words_match_the_log_softmax_argmax_in_any_block_size():
     for block_rows in (None, 1, 5, 100):
         got_ids, got_scores = most_likely_words(x, table, bias, block_rows)
         assert torch.equal(got_ids, ids) and torch.allclose(got_scores, scores, atol=1e-5)
+        assert torch.equal(most_likely_words(x, table, bias, block_rows, with_log_probs=False)[0], ids)
 
 
 def test_importance_sampler_is_uniform_until_warm_then_follows_second_moment():
