@@ -56,5 +56,6 @@ def main():
               f"blocks {blockwise:6.2f} s ({blocks * args.vocab * 4 / 2**20:,.0f} MiB): "
               f"{whole / blockwise:.2f}x faster, same words: {same}")
 
+
 if __name__ == "__main__":
     main()

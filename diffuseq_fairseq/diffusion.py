@@ -243,8 +243,10 @@ def vocabulary_block_rows(device: torch.device, vocabulary_size: int) -> Optiona
     return max(1, CPU_VOCABULARY_BLOCK // vocabulary_size) if device.type == "cpu" else None
 
 
-def _by_blocks(x: torch.Tensor, block_rows: Optional[int], score):
-    """Apply ``score`` ([rows, D] -> tuple of [rows] tensors) to the vectors of x block by block."""
+def _by_blocks(x: torch.Tensor, vocabulary_size: int, block_rows: Optional[int], score):
+    """Apply ``score`` ([rows, D] -> tuple of [rows] tensors) to the vectors of x block by block
+    (``block_rows`` None: as vocabulary_block_rows picks for x's device)."""
+    block_rows = block_rows or vocabulary_block_rows(x.device, vocabulary_size)
     flat = x.reshape(-1, x.size(-1))
     parts = [score(block) for block in (flat.split(block_rows) if block_rows else (flat,))]
     return tuple(torch.cat(column).view(x.shape[:-1]) for column in zip(*parts))
@@ -255,7 +257,7 @@ def nearest_embedding_ids(x: torch.Tensor, embeddings: torch.Tensor, block_rows:
     squared_norms = embeddings.pow(2).sum(-1)
     # ‖x - e‖² = ‖x‖² - 2 x·e + ‖e‖²; the ‖x‖² term does not change the argmin. One fused
     # addmm: a separate subtraction over the [N, V] score matrix cost a third of the rounding.
-    (ids,) = _by_blocks(x.to(embeddings.dtype), block_rows,
+    (ids,) = _by_blocks(x.to(embeddings.dtype), embeddings.size(0), block_rows,
                         lambda block: (torch.addmm(squared_norms, block, embeddings.t(), alpha=-2).argmin(-1),))
     return ids
 
@@ -274,7 +276,7 @@ def most_likely_words(
         log_probs, ids = torch.log_softmax(logits.float(), -1).max(-1)
         return ids, log_probs
 
-    columns = _by_blocks(x.to(embeddings.dtype), block_rows, score)
+    columns = _by_blocks(x.to(embeddings.dtype), embeddings.size(0), block_rows, score)
     return columns if with_log_probs else (columns[0], None)
 
 

@@ -11,7 +11,7 @@ whose x̂0 words have not changed for K steps leaves the batch with x̂0 as its 
 fairseq's iterative refinement applies to LevT.
 """
 import math
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, List, Tuple
 
 import torch
 
@@ -24,7 +24,6 @@ from .diffusion import (
     nearest_embedding_ids,
     sampling_steps,
     step_pairs,
-    vocabulary_block_rows,
 )
 from .mbr import mbr_order
 
@@ -81,7 +80,6 @@ class DiffuSeqGenerator:
         self.base_seed = base_seed
         self.stop_when_stable = stop_when_stable
         self.lowest_step = lowest_step
-        self._block_rows: Optional[int] = None  # set per batch from its device: see vocabulary_block_rows
 
     def _initial_noise(self, sample_ids: torch.Tensor, canvas: int, latent: int, device, dtype) -> torch.Tensor:
         """One noise draw per (sentence id, candidate): the same --seed gives the same candidates."""
@@ -115,16 +113,12 @@ class DiffuSeqGenerator:
             "steps": steps,
         }
 
-    def _argmax(self, model, x: torch.Tensor, embeddings: torch.Tensor):
-        """Tokens of lm_head(x) and their log-probs."""
-        return most_likely_words(x, embeddings, model.output_bias, self._block_rows)
-
     def _word_ids(self, model, x0_hat: torch.Tensor, embeddings: torch.Tensor):
         """Round x̂0 as --rounding says; return (x̂0 to step with, the words it stands for)."""
         if self.rounding == "l2":
-            ids = nearest_embedding_ids(x0_hat, embeddings, self._block_rows)
+            ids = nearest_embedding_ids(x0_hat, embeddings)
         elif self.rounding == "logits" or self.stop_when_stable:
-            ids, _ = most_likely_words(x0_hat, embeddings, model.output_bias, self._block_rows, with_log_probs=False)
+            ids, _ = most_likely_words(x0_hat, embeddings, model.output_bias, with_log_probs=False)
         else:
             return x0_hat, None
         if self.rounding == "none":
@@ -193,7 +187,6 @@ class DiffuSeqGenerator:
         steps_taken = torch.full((batch * cands,), len(pairs))
         solver = DPMSolverPP() if self.sampler == "dpm-solver++" else None
         embeddings = model.word_embeddings()
-        self._block_rows = vocabulary_block_rows(device, embeddings.size(0))
         history, x0_hat, words, unchanged = [], None, None, torch.zeros(x.size(0), dtype=torch.long, device=device)
         for index, (t, abar_t, abar_s) in enumerate(pairs):
             t_batch = torch.full((x.size(0),), t, dtype=torch.long, device=device)
@@ -229,9 +222,9 @@ class DiffuSeqGenerator:
         final[active] = x
         x = final
 
-        compact, valid, scores, end_scores = self._compact(*self._argmax(model, x, embeddings))
+        compact, valid, scores, end_scores = self._compact(*most_likely_words(x, embeddings, model.output_bias))
         ranking, _ = mbr_order(compact.view(batch, cands, -1), valid.view(batch, cands, -1))
-        compact_history = [self._compact(*self._argmax(model, h, embeddings)) for h in history]
+        compact_history = [self._compact(*most_likely_words(h, embeddings, model.output_bias)) for h in history]
 
         finalized = []
         for b in range(batch):
