@@ -242,6 +242,7 @@ class DiffuSeqNetwork(nn.Module):
         loss_positions: str = "target",
         self_condition_prob: float = 0.5,
         rounding_term: bool = True,
+        label_smoothing: float = 0.0,
     ) -> Dict[str, torch.Tensor]:
         """Per-sentence terms of DiffuSeq's bound for a target canvas ([B, Lt], padded) at steps t.
 
@@ -251,6 +252,8 @@ class DiffuSeqNetwork(nn.Module):
         also over the source span, as the official code does. ``rounding_term=False`` skips the
         rounding term (reported as 0): a full-vocabulary softmax that costs a quarter of a small
         model's training step and is ≈ 0 once --embed-norm keeps the words far apart.
+        ``anchor_loss`` is the anchor CE smoothed by ``label_smoothing`` ε (the term to train on);
+        ``anchor_nll`` stays the plain CE, comparable across ε.
         """
         diffusion, pad = self.diffusion, self.padding_idx
         noise_std = diffusion.z0_noise_std
@@ -285,12 +288,13 @@ class DiffuSeqNetwork(nn.Module):
             mask = torch.cat([src_tokens.ne(pad).float(), mask], dim=1)
         elif loss_positions != "target":
             raise ValueError(f"unknown loss positions {loss_positions!r}; choose target or all")
-        anchor = _token_nll(self.logits(tgt_pred), target)
+        anchor_nll, anchor_loss = _smoothed_token_nll(self.logits(tgt_pred), target, label_smoothing)
         return {
             "mse": _masked_mean(mse, mask),
             "rounding_nll": _masked_mean(rounding, mask),
             "tT": _masked_mean(prior, mask),
-            "anchor_nll": anchor.mean(1),
+            "anchor_nll": anchor_nll.mean(1),
+            "anchor_loss": anchor_loss.mean(1),
         }
 
 
@@ -299,6 +303,18 @@ def _token_nll(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     [B, V, L] view takes a strided log-softmax that is several times slower on CPU."""
     nll = F.cross_entropy(logits.float().flatten(0, 1), tokens.flatten(), reduction="none")
     return nll.view_as(tokens)
+
+
+def _smoothed_token_nll(logits: torch.Tensor, tokens: torch.Tensor, smoothing: float):
+    """(−log p(token), (1−ε)·(−log p(token)) + ε·mean over the vocabulary of −log p) per position,
+    from one log-softmax: PyTorch's cross_entropy(label_smoothing=ε), as LevT's nat_loss smooths."""
+    if smoothing == 0:
+        nll = _token_nll(logits, tokens)
+        return nll, nll
+    log_probs = logits.float().flatten(0, 1).log_softmax(-1)
+    nll = -log_probs.gather(1, tokens.flatten().unsqueeze(1)).squeeze(1)
+    smoothed = (1 - smoothing) * nll - smoothing * log_probs.mean(-1)
+    return nll.view_as(tokens), smoothed.view_as(tokens)
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -85,3 +85,22 @@ def test_clipping_shows_steps_below_the_first_trained_one_as_that_step():
     assert net.importance_sampler(0.001).first_step == 20
     with pytest.raises(ValueError, match="--min-timestep-fraction"):
         DiffuSeqNetwork(NetworkConfig(**SMALL, min_timestep_fraction=1.0), 30, 1)
+
+
+def test_label_smoothing_smooths_the_anchor_loss_and_logs_the_plain_nll():
+    import torch.nn.functional as F
+
+    net = DiffuSeqNetwork(NetworkConfig(**SMALL, dropout=0.0, attention_dropout=0.0), 30, 1).eval()
+    batch = (torch.tensor([[5, 6, 2], [9, 2, 1]]), torch.tensor([3, 2]), torch.tensor([[7, 8, 2, 1], [4, 2, 1, 1]]),
+             torch.tensor([10, 40]))
+    torch.manual_seed(0)
+    plain = net.training_terms(*batch)
+    assert torch.equal(plain["anchor_loss"], plain["anchor_nll"])
+    logits, lm_head = [], net.logits
+    net.logits = lambda x: logits.append(lm_head(x)) or logits[-1]  # the anchor's logits are the last call
+    torch.manual_seed(0)
+    smoothed = net.training_terms(*batch, label_smoothing=0.1)
+    assert torch.allclose(smoothed["anchor_nll"], plain["anchor_nll"])
+    expected = F.cross_entropy(logits[-1].flatten(0, 1), batch[2].flatten(), reduction="none", label_smoothing=0.1)
+    assert torch.allclose(smoothed["anchor_loss"], expected.view(2, 4).mean(1), atol=1e-6)
+    assert (smoothed["anchor_loss"] != smoothed["anchor_nll"]).all()

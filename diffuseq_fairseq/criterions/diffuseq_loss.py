@@ -36,6 +36,10 @@ class DiffuSeqLossConfig(FairseqDataclass):
     )
     loss_positions: str = field(default="target", metadata={"help": "target | all (official code)"})
     anchor_loss_weight: float = field(default=0.0, metadata={"help": "weight of CE(lm_head(x0_hat), w)"})
+    label_smoothing: float = field(
+        default=0.0, metadata={"help": "label smoothing of the anchor CE (as LevT's --label-smoothing); the logged "
+                               "anchor_nll stays unsmoothed"}
+    )
     rounding_loss_weight: float = field(
         default=1.0, metadata={"help": "weight of the rounding term -log p(w|z0); 0 skips computing it (logged "
                                "as 0), which saves a quarter of a small model's step where it is ~0 anyway "
@@ -49,7 +53,7 @@ class DiffuSeqLossConfig(FairseqDataclass):
 @register_criterion("diffuseq_loss", dataclass=DiffuSeqLossConfig)
 class DiffuSeqLoss(FairseqCriterion):
     def __init__(self, task, timestep_sampler, uniform_prob, timestep_sampler_bins, loss_positions, anchor_loss_weight,
-                 rounding_loss_weight, self_condition_prob):
+                 label_smoothing, rounding_loss_weight, self_condition_prob):
         super().__init__(task)
         if timestep_sampler not in ("lossaware", "uniform"):
             raise ValueError(f"unknown --timestep-sampler {timestep_sampler!r}")
@@ -59,7 +63,10 @@ class DiffuSeqLoss(FairseqCriterion):
         self.uniform_prob = uniform_prob
         self.timestep_sampler_bins = timestep_sampler_bins
         self.loss_positions = loss_positions
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(f"--label-smoothing must be in [0, 1), got {label_smoothing}")
         self.anchor_loss_weight = anchor_loss_weight
+        self.label_smoothing = label_smoothing
         self.rounding_loss_weight = rounding_loss_weight
         self.self_condition_prob = self_condition_prob
         # Set by the task: False on fairseq's placeholder batches (ignore_grad), which must not
@@ -85,9 +92,9 @@ class DiffuSeqLoss(FairseqCriterion):
         sampler = self._sampler(model.network, model.training)
         t, weights = sampler.sample(batch, target.device)
         terms = model(src_tokens, src_lengths, target, t, self.loss_positions, self.self_condition_prob,
-                      rounding_term=self.rounding_loss_weight != 0)
+                      rounding_term=self.rounding_loss_weight != 0, label_smoothing=self.label_smoothing)
         per_sentence = (terms["mse"] + self.rounding_loss_weight * terms["rounding_nll"] + terms["tT"]
-                        + self.anchor_loss_weight * terms["anchor_nll"])
+                        + self.anchor_loss_weight * terms["anchor_loss"])
         if model.training and self.timestep_sampler == "lossaware":
             stats = sampler.step_statistics(t, per_sentence)
             if not self.count_in_sampler:

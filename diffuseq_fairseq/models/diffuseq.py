@@ -39,9 +39,9 @@ class DiffuSeqModel(BaseFairseqModel):
         return (self.cfg.max_positions, self.cfg.max_positions)
 
     def forward(self, src_tokens, src_lengths, target, t, loss_positions="target", self_condition_prob=0.5,
-                rounding_term=True):
+                rounding_term=True, label_smoothing=0.0):
         return self.network.training_terms(
-            src_tokens, src_lengths, target, t, loss_positions, self_condition_prob, rounding_term
+            src_tokens, src_lengths, target, t, loss_positions, self_condition_prob, rounding_term, label_smoothing
         )
 
 
