@@ -144,19 +144,20 @@ def test_v2_options_train_and_generate(data_bin, tmp_path):
 
 def test_shipped_recipe_trains_validates_with_bleu_and_generates(data_bin, tmp_path):
     """The options the Multi30k CPU recipe ships (anchor loss, no rounding term, embedding norm, source
-    encoded once, target positions restarted, noise-scale clipping, a tighter canvas), with validation
+    encoded once, target positions restarted, noise-scale clipping, label smoothing, a tighter canvas), with validation
     BLEU decoded by DPM-Solver++ as scripts/compare_levt.py runs it. Decoding takes the canvas rule
     from the checkpoint."""
     flags = DIFFUSEQ_TRAIN_FLAGS + ["--canvas-len-a", "1.2", "--canvas-len-b", "4"] + [
         "--max-epoch", "1", "--anchor-loss-weight", "1", "--rounding-loss-weight", "0", "--embed-norm",
         "--encode-source-once", "--target-positions", "restart", "--min-timestep-fraction", "0.8",
+        "--label-smoothing", "0.1",
         "--eval-bleu", "--eval-bleu-args", '{"sampler": "dpm-solver++", "diffusion_steps": 5}',
     ]
     checkpoint = train_model(data_bin, tmp_path / "ckpt", flags)
     saved = torch.load(checkpoint)["cfg"]
     assert saved["model"]["embed_norm"] and saved["model"]["encode_source_once"]
     assert saved["model"]["target_positions"] == "restart" and saved["criterion"]["rounding_loss_weight"] == 0
-    assert saved["model"]["min_timestep_fraction"] == 0.8
+    assert saved["model"]["min_timestep_fraction"] == 0.8 and saved["criterion"]["label_smoothing"] == 0.1
     assert (saved["model"]["canvas_len_a"], saved["model"]["canvas_len_b"]) == (1.2, 4)
     assert_hypotheses(generate(data_bin, checkpoint, "--sampler", "dpm-solver++"))
     assert_hypotheses(generate(data_bin, checkpoint, "--sampler", "dpm-solver++", "--step-range", "trained"))
