@@ -59,12 +59,12 @@ class DiffuSeqLoss(FairseqCriterion):
             raise ValueError(f"unknown --timestep-sampler {timestep_sampler!r}")
         if loss_positions not in ("target", "all"):
             raise ValueError(f"unknown --loss-positions {loss_positions!r}")
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(f"--label-smoothing must be in [0, 1), got {label_smoothing}")
         self.timestep_sampler = timestep_sampler
         self.uniform_prob = uniform_prob
         self.timestep_sampler_bins = timestep_sampler_bins
         self.loss_positions = loss_positions
-        if not 0 <= label_smoothing < 1:
-            raise ValueError(f"--label-smoothing must be in [0, 1), got {label_smoothing}")
         self.anchor_loss_weight = anchor_loss_weight
         self.label_smoothing = label_smoothing
         self.rounding_loss_weight = rounding_loss_weight
