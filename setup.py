@@ -27,6 +27,7 @@ setup(
         "console_scripts": [
             "diffuseq-eval=diffuseq_fairseq.evaluation.cli:main",
             "diffuseq-prepare=diffuseq_fairseq.dataprep.prepare:main",
+            "diffuseq-export-ema=diffuseq_fairseq.export_ema:main",
         ]
     },
 )

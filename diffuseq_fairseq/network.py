@@ -148,9 +148,11 @@ class DiffuSeqNetwork(nn.Module):
         if not 0 <= cfg.min_timestep_fraction < 1:
             raise ValueError(f"--min-timestep-fraction must be in [0, 1), got {cfg.min_timestep_fraction}")
         self.first_train_step = round(cfg.min_timestep_fraction * cfg.num_timesteps)
-        # Importance-sampler state: buffers, so checkpoints save it and resume restores it.
+        # Importance-sampler state: buffers, so checkpoints save it and resume restores it. The fill
+        # counts are floats because fairseq's EMA (--store-ema) averages every state entry in place and
+        # fails on integer tensors; the sampler rounds them.
         self.register_buffer("timestep_loss_history", torch.zeros(cfg.num_timesteps, IMPORTANCE_HISTORY))
-        self.register_buffer("timestep_loss_count", torch.zeros(cfg.num_timesteps, dtype=torch.long))
+        self.register_buffer("timestep_loss_count", torch.zeros(cfg.num_timesteps))
 
     def importance_sampler(self, uniform_prob: float, bins: int = 0) -> LossSecondMomentSampler:
         return LossSecondMomentSampler(self.timestep_loss_history, self.timestep_loss_count, uniform_prob, bins,

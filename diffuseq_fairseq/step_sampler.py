@@ -62,10 +62,14 @@ class LossSecondMomentSampler:
     def history_size(self) -> int:
         return self.loss_history.size(1)
 
+    def _filled(self) -> torch.Tensor:
+        """Losses held per step, as integers (the caller may keep the counts as floats)."""
+        return self.loss_count.round().long()
+
     def _pooled_rms(self) -> Optional[torch.Tensor]:
         """Every step's bin RMS loss, or None while some bin holds fewer than ``history_size`` losses."""
         device = self.loss_count.device
-        held = torch.arange(self.history_size, device=device) < self.loss_count.unsqueeze(-1)
+        held = torch.arange(self.history_size, device=device) < self._filled().unsqueeze(-1)
         squares = (self.loss_history.double().pow(2) * held).sum(-1)
         step_bin = torch.arange(self.num_steps, device=device) * self.bins // self.num_steps
         zeros = torch.zeros(self.bins, dtype=torch.float64, device=device)
@@ -114,10 +118,11 @@ class LossSecondMomentSampler:
             return
         means = (sums[seen] / counts[seen]).to(self.loss_history.dtype).to(self.loss_history.device)
         history = self.loss_history[seen]
-        full = self.loss_count[seen] >= self.history_size
+        filled = self._filled()[seen]
+        full = filled >= self.history_size
         # Full rows drop their oldest entry; rows still filling write at their fill position.
         shifted = torch.where(full.unsqueeze(-1), history.roll(-1, dims=1), history)
-        position = torch.where(full, torch.full_like(self.loss_count[seen], self.history_size - 1), self.loss_count[seen])
+        position = torch.clamp(filled, max=self.history_size - 1)
         shifted[torch.arange(seen.numel(), device=seen.device), position] = means
         self.loss_history[seen] = shifted
-        self.loss_count[seen] = torch.clamp(self.loss_count[seen] + 1, max=self.history_size)
+        self.loss_count[seen] = torch.clamp(filled + 1, max=self.history_size).to(self.loss_count.dtype)

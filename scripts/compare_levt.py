@@ -375,6 +375,12 @@ def main(argv=None):
         (out / "train.json").write_text(json.dumps(trained, indent=2))
     for name, _ in runs:
         results[name]["train"] = trained[name]
+    if "--store-ema" in args.diffuseq_args.split():
+        # Decode the EMA weights, which validation measured too.
+        last = Path(trained["diffuseq"]["checkpoint"])
+        ema = last.with_name("checkpoint_ema.pt")
+        run_fairseq("diffuseq_fairseq.export_ema", [str(last), str(ema)], out / "logs" / "export_ema.log", args.threads)
+        results["diffuseq"]["train"]["checkpoint"] = str(ema)
 
     progress("decoding with LevT")
     gen_file, speed = generate("levt", test_bin, results["levt"]["train"]["checkpoint"],

@@ -3,6 +3,7 @@ every sampler, the DiffuSeq-v2 options, seeding, dictionary and checkpoint error
 Levenshtein Transformer through the same harness as a reference for the iterative-decoding output."""
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from fairseq import checkpoint_utils
 from fairseq_harness import (
     DIFFUSEQ_DECODE_FLAGS, DIFFUSEQ_GENERATE_FLAGS, DIFFUSEQ_TRAIN_FLAGS, FULL_BATCHES, LEVT_DECODE_FLAGS,
     LEVT_GENERATE_FLAGS, LEVT_TRAIN_FLAGS, USER_DIR, create_dummy_data, generate_main, interactive_main,
-    load_generator, parse_output, preprocess_data, run_cli, train_model, validate_model,
+    REPO, load_generator, parse_output, preprocess_data, run_cli, train_model, validate_model,
 )
 
 NUM_VALID, STEPS, NBEST = 20, 10, 2
@@ -140,6 +141,43 @@ def test_v2_options_train_and_generate(data_bin, tmp_path):
     assert models[0].network.timestep_loss_count[:sampler.first_step].sum() == 0
     assert models[0].network.timestep_loss_count[sampler.first_step:].sum() > 0
     assert_hypotheses(generate(data_bin, checkpoint))
+
+
+def test_ema_trains_validates_and_exports_a_checkpoint_that_generates(data_bin, tmp_path):
+    """fairseq's --store-ema (the paper's recipe averages with 0.9999): training steps the EMA over the
+    importance sampler's state too, validation measures the EMA, and diffuseq-export-ema writes a
+    checkpoint whose weights are the EMA's, which fairseq-generate decodes."""
+    flags = DIFFUSEQ_TRAIN_FLAGS + ["--max-epoch", "1", "--store-ema", "--ema-decay", "0.9"]
+    checkpoint = train_model(data_bin, tmp_path / "ckpt", flags)
+    state = torch.load(checkpoint)
+    ema = state["extra_state"]["ema"]
+    assert set(ema) == set(state["model"])
+    assert not torch.equal(ema["network.embed_tokens.weight"], state["model"]["network.embed_tokens.weight"])
+    assert state["model"]["network.timestep_loss_count"].sum() > 0 and ema["network.timestep_loss_count"].sum() > 0
+    exported = tmp_path / "ema.pt"
+    done = subprocess.run([sys.executable, "-m", "diffuseq_fairseq.export_ema", str(checkpoint), str(exported)],
+                          capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    saved = torch.load(exported)
+    assert all(torch.equal(saved["model"][key], value) for key, value in ema.items())
+    assert "ema" not in saved["extra_state"]
+    assert_hypotheses(generate(data_bin, exported))
+    again = subprocess.run([sys.executable, "-m", "diffuseq_fairseq.export_ema", str(exported), str(tmp_path / "x.pt")],
+                           capture_output=True, text=True, cwd=REPO)
+    assert again.returncode == 1 and f"{exported} holds no EMA weights" in again.stderr
+
+
+def test_validation_measures_the_ema_copy_when_there_is_one(monkeypatch):
+    from fairseq.tasks.translation import TranslationTask
+    from diffuseq_fairseq.tasks.diffuseq import DiffuSeqTask
+
+    validated = []
+    monkeypatch.setattr(TranslationTask, "valid_step", lambda self, sample, model, criterion: validated.append(model))
+    task, trained, ema = object.__new__(DiffuSeqTask), torch.nn.Dropout(), torch.nn.Dropout()
+    assert DiffuSeqTask.uses_ema  # what makes fairseq's trainer pass ema_model
+    task.valid_step(None, trained, None, ema_model=ema)
+    task.valid_step(None, trained, None)
+    assert validated == [ema, trained] and not ema.training
 
 
 def test_shipped_recipe_trains_validates_with_bleu_and_generates(data_bin, tmp_path):

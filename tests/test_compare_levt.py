@@ -48,12 +48,14 @@ def test_compare_levt_on_toy_data(tmp_path):
     for name in result["plots"]:
         assert Path(name).stat().st_size > 1000
 
-    # A DiffuSeq variant (pooled importance sampler) against the same LevT run: only DiffuSeq trains.
+    # A DiffuSeq variant (pooled importance sampler, EMA) against the same LevT run: only DiffuSeq trains,
+    # and its decodes use the EMA weights.
     variant = tmp_path / "variant"
     cmd = [sys.executable, str(REPO / "scripts" / "compare_levt.py"), "--data-bin", str(out / "data-bin"),
            "--source-lang", "src", "--target-lang", "tgt", "--max-update", "6", "--test-sentences", "20",
            "--mbr-sizes", "1", "--step-counts", "5", "--timing-repeats", "1", "--diversity-samplers", "dpm-solver++",
-           "--levt-from", str(out), "--out", str(variant), "--diffuseq-args", TINY_DIFFUSEQ + " --timestep-sampler-bins 10",
+           "--levt-from", str(out), "--out", str(variant), "--diffuseq-args",
+           TINY_DIFFUSEQ + " --timestep-sampler-bins 10 --store-ema --ema-decay 0.9",
            "--train-args", "--max-tokens 500"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -64,6 +66,9 @@ def test_compare_levt_on_toy_data(tmp_path):
     variant_log = (variant / "logs" / "train_diffuseq.out").read_text()
     assert "'timestep_sampler_bins': 10" in variant_log
     assert "'max_tokens': 500" in variant_log  # --train-args wins over the recipe's --max-tokens 1000
+    ema = variant / "ckpt_diffuseq" / "checkpoint_ema.pt"
+    assert reused["diffuseq"]["train"]["checkpoint"] == str(ema) and ema.exists()
+    assert f"loading model(s) from {ema}" in (variant / "logs" / "gen_diffuseq_mbr1.log").read_text()
 
     # benchmarks/mbr_batching.py on the two checkpoints just trained.
     cmd = [sys.executable, str(REPO / "benchmarks" / "mbr_batching.py"), "--data-bin", str(out / "data-bin"),

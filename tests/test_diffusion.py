@@ -176,9 +176,10 @@ def test_most_likely_words_match_the_log_softmax_argmax_in_any_block_size():
         assert torch.equal(most_likely_words(x, table, bias, block_rows, with_log_probs=False)[0], ids)
 
 
-def test_importance_sampler_is_uniform_until_warm_then_follows_second_moment():
+@pytest.mark.parametrize("count_dtype", [torch.float32, torch.long])  # the model's buffer, an older checkpoint's
+def test_importance_sampler_is_uniform_until_warm_then_follows_second_moment(count_dtype):
     steps, hist = 4, 3
-    sampler = LossSecondMomentSampler(torch.zeros(steps, hist), torch.zeros(steps, dtype=torch.long), uniform_prob=0.1)
+    sampler = LossSecondMomentSampler(torch.zeros(steps, hist), torch.zeros(steps, dtype=count_dtype), uniform_prob=0.1)
     assert torch.allclose(sampler.probabilities(), torch.full((steps,), 0.25, dtype=torch.float64))
     losses = {0: 1.0, 1: 1.0, 2: 2.0, 3: 4.0}
     for _ in range(hist):
@@ -195,6 +196,26 @@ def test_importance_sampler_is_uniform_until_warm_then_follows_second_moment():
     sampler.update(sampler.step_statistics(torch.tensor([3, 3]), torch.tensor([10.0, 20.0])))
     assert sampler.loss_history[3].tolist() == [4.0, 4.0, 15.0]
     assert sampler.loss_count.tolist() == [hist] * steps
+
+
+def test_importance_sampler_state_survives_fairseq_ema_averaging():
+    """fairseq's --store-ema averages every state entry in place (ema·d + live·(1−d)), which fails on
+    integer tensors: the counts are floats, and the averaged copy is itself a working sampler."""
+    steps, hist = 4, 3
+    history, count = torch.zeros(steps, hist), torch.zeros(steps)
+    live = LossSecondMomentSampler(history, count)
+    for _ in range(hist):
+        live.update(live.step_statistics(torch.arange(steps), torch.tensor([1.0, 1.0, 2.0, 4.0])))
+    ema_history, ema_count = torch.zeros(steps, hist), torch.zeros(steps)
+    for _ in range(500):
+        for ema, value in ((ema_history, history), (ema_count, count)):
+            ema.mul_(0.99).add_(value, alpha=0.01)
+    assert 2.9 < ema_count[0] < hist  # never exactly full: the sampler rounds
+    averaged = LossSecondMomentSampler(ema_history, ema_count)
+    assert averaged.warmed_up()
+    assert torch.allclose(averaged.probabilities(), live.probabilities(), atol=1e-3)
+    averaged.update(averaged.step_statistics(torch.tensor([3]), torch.tensor([8.0])))
+    assert ema_history[3, -1] == 8.0 and ema_count[3] == hist
 
 
 def test_binned_importance_sampler_pools_neighbouring_steps_and_warms_up_early():

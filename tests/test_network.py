@@ -104,3 +104,13 @@ def test_label_smoothing_smooths_the_anchor_loss_and_logs_the_plain_nll():
     expected = F.cross_entropy(logits[-1].flatten(0, 1), batch[2].flatten(), reduction="none", label_smoothing=0.1)
     assert torch.allclose(smoothed["anchor_loss"], expected.view(2, 4).mean(1), atol=1e-6)
     assert (smoothed["anchor_loss"] != smoothed["anchor_nll"]).all()
+
+
+def test_a_checkpoint_with_integer_sampler_counts_still_loads():
+    """Older checkpoints saved the fill counts as int64; the buffer is float now (fairseq's EMA needs it)."""
+    net = DiffuSeqNetwork(NetworkConfig(**SMALL), 30, 1)
+    steps = net.cfg.num_timesteps
+    state = net.state_dict()
+    state["timestep_loss_count"] = torch.arange(steps)
+    net.load_state_dict(state)
+    assert net.timestep_loss_count.dtype == torch.float32 and net.timestep_loss_count.tolist() == list(range(steps))

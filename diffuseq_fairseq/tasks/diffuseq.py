@@ -158,7 +158,17 @@ class DiffuSeqTask(TranslationTask):
         fairseq 0.12 drops a final batch smaller than the multiple (fairseq#5036): force 1."""
         return super().get_batch_iterator(dataset, *args, required_batch_size_multiple=1, **kwargs)
 
-    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False):
+    # With --store-ema, fairseq's trainer then hands valid_step the EMA copy: validation (loss, BLEU and
+    # so checkpoint_best) measures the averaged weights that diffuseq-export-ema turns into the decoder.
+    uses_ema = True
+
+    def valid_step(self, sample, model, criterion, ema_model=None):
+        if ema_model is not None:
+            model = ema_model.eval()  # fairseq only switches the trained model to eval mode
+        return super().valid_step(sample, model, criterion)
+
+    def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False, ema_model=None):
+        # ema_model (passed because of uses_ema) is not needed: the trainer steps the EMA itself.
         criterion.count_in_sampler = not ignore_grad
         return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
 
