@@ -72,6 +72,22 @@ def _explain(path, error: Exception) -> str:
     return f"checkpoint {path} is truncated or corrupted and cannot be read ({type(error).__name__}: {first_line})"
 
 
+# What a damaged, truncated or refused checkpoint raises while being read.
+LOAD_ERRORS = (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, RuntimeError, ValueError, OSError, KeyError)
+
+
+def load_state(path) -> dict:
+    """A checkpoint's saved state as stored (no fairseq upgrades), read under the allowlist; a
+    failure names the file and the reason."""
+    try:
+        with open(path, "rb") as f:
+            return torch.load(f, map_location="cpu")
+    except FileNotFoundError:
+        raise
+    except LOAD_ERRORS as error:
+        raise CheckpointError(_explain(path, error)) from error
+
+
 def install() -> None:
     """Allowlist fairseq's checkpoint globals and give checkpoint failures clear messages."""
     from fairseq import checkpoint_utils
@@ -90,7 +106,7 @@ def install() -> None:
             return original(path, *args, **kwargs)
         except FileNotFoundError:
             raise
-        except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, RuntimeError, ValueError, OSError, KeyError) as error:
+        except LOAD_ERRORS as error:
             raise CheckpointError(_explain(path, error)) from error
 
     load_checkpoint_to_cpu._diffuseq_wrapped = True

@@ -6,24 +6,17 @@ EMA (everything else, config included, unchanged; the now redundant EMA copy dro
 ``fairseq-generate``, ``fairseq-interactive`` and ``fairseq-validate`` load as usual.
 """
 import argparse
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Optional, Sequence
 
 import torch
 
-from diffuseq_fairseq.checkpoints import CheckpointError, _explain
+from diffuseq_fairseq.checkpoints import CheckpointError, load_state
 
 
 def export_ema(source: Path, destination: Path) -> int:
     """Write ``destination``; returns how many tensors the EMA replaced."""
-    try:
-        with open(source, "rb") as f:
-            # weights_only, under the allowlist that importing the package installed
-            state = torch.load(f, map_location="cpu")
-    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, RuntimeError, ValueError) as error:
-        raise CheckpointError(_explain(source, error)) from error
+    state = load_state(source)
     extra = state.get("extra_state") or {}
     ema = extra.get("ema")
     if not ema:

@@ -162,9 +162,13 @@ def test_ema_trains_validates_and_exports_a_checkpoint_that_generates(data_bin, 
     assert all(torch.equal(saved["model"][key], value) for key, value in ema.items())
     assert "ema" not in saved["extra_state"]
     assert_hypotheses(generate(data_bin, exported))
-    again = subprocess.run([sys.executable, "-m", "diffuseq_fairseq.export_ema", str(exported), str(tmp_path / "x.pt")],
-                           capture_output=True, text=True, cwd=REPO)
-    assert again.returncode == 1 and f"{exported} holds no EMA weights" in again.stderr
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(checkpoint.read_bytes()[:1000])
+    for source, message in ((exported, f"{exported} holds no EMA weights"),
+                            (truncated, f"checkpoint {truncated} is truncated or corrupted")):
+        refused = subprocess.run([sys.executable, "-m", "diffuseq_fairseq.export_ema", str(source), str(tmp_path / "x.pt")],
+                                 capture_output=True, text=True, cwd=REPO)
+        assert refused.returncode == 1 and message in refused.stderr, refused.stderr
 
 
 def test_validation_measures_the_ema_copy_when_there_is_one(monkeypatch):
