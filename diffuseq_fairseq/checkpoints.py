@@ -10,6 +10,7 @@ refused checkpoint is reported with its path and the reason instead of a deep to
 """
 import argparse
 import collections
+import contextlib
 import functools
 import logging
 import pickle
@@ -72,20 +73,22 @@ def _explain(path, error: Exception) -> str:
     return f"checkpoint {path} is truncated or corrupted and cannot be read ({type(error).__name__}: {first_line})"
 
 
-# What a damaged, truncated or refused checkpoint raises while being read.
-LOAD_ERRORS = (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, RuntimeError, ValueError, OSError, KeyError)
+@contextlib.contextmanager
+def reported_load_failures(path):
+    """Turn what a damaged, truncated or refused checkpoint raises while being read into a
+    CheckpointError naming the file and the reason (a missing file stays FileNotFoundError)."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, RuntimeError, ValueError, OSError, KeyError) as error:
+        raise CheckpointError(_explain(path, error)) from error
 
 
 def load_state(path) -> dict:
-    """A checkpoint's saved state as stored (no fairseq upgrades), read under the allowlist; a
-    failure names the file and the reason."""
-    try:
-        with open(path, "rb") as f:
-            return torch.load(f, map_location="cpu")
-    except FileNotFoundError:
-        raise
-    except LOAD_ERRORS as error:
-        raise CheckpointError(_explain(path, error)) from error
+    """A checkpoint's saved state as stored (no fairseq upgrades), read under the allowlist."""
+    with reported_load_failures(path), open(path, "rb") as f:
+        return torch.load(f, map_location="cpu")
 
 
 def install() -> None:
@@ -102,12 +105,8 @@ def install() -> None:
 
     @functools.wraps(original)
     def load_checkpoint_to_cpu(path, *args, **kwargs):
-        try:
+        with reported_load_failures(path):
             return original(path, *args, **kwargs)
-        except FileNotFoundError:
-            raise
-        except LOAD_ERRORS as error:
-            raise CheckpointError(_explain(path, error)) from error
 
     load_checkpoint_to_cpu._diffuseq_wrapped = True
     checkpoint_utils.load_checkpoint_to_cpu = load_checkpoint_to_cpu

@@ -15,7 +15,9 @@ from diffuseq_fairseq.checkpoints import CheckpointError, load_state
 
 
 def export_ema(source: Path, destination: Path) -> int:
-    """Write ``destination``; returns how many tensors the EMA replaced."""
+    """Write ``destination``; returns how many tensors the EMA replaced. (fairseq's
+    ``checkpoint_utils.load_ema_from_checkpoint`` reads the same entry, but reports a checkpoint
+    without EMA as a bare KeyError, indistinguishable from a damaged file.)"""
     state = load_state(source)
     extra = state.get("extra_state") or {}
     ema = extra.get("ema")
