@@ -191,9 +191,10 @@ class DiffuSeqGenerator:
         for index, (t, abar_t, abar_s) in enumerate(pairs):
             t_batch = torch.full((x.size(0),), t, dtype=torch.long, device=device)
             self_cond = x0_hat if model.cfg.self_condition else None
-            x0_hat, new_words = self._word_ids(model, model.denoise(x, t_batch, source, self_cond=self_cond), embeddings)
+            predicted = model.denoise(x, t_batch, source, self_cond=self_cond)
+            x0_hat, new_words = self._word_ids(model, predicted, embeddings)
             if self.retain_history:
-                latest[active] = x0_hat
+                latest[active] = predicted
                 history.append(latest.clone())
             if solver is not None:
                 x = solver.step(x0_hat, x, abar_t, abar_s, is_last=index == len(pairs) - 1, mean=mean)
@@ -210,16 +211,20 @@ class DiffuSeqGenerator:
                 words = new_words
                 done = unchanged.ge(self.stop_when_stable)
                 if done.any():  # these rows' words settled: x̂0 is their output, as after a last step
-                    final[active[done]] = x0_hat[done]
+                    final[active[done]] = predicted[done]
                     steps_taken[active[done].cpu()] = index + 1
                     keep = (~done).nonzero().squeeze(1)
-                    x, x0_hat, words, unchanged, active = x[keep], x0_hat[keep], words[keep], unchanged[keep], active[keep]
+                    x, x0_hat, predicted = x[keep], x0_hat[keep], predicted[keep]
+                    words, unchanged, active = words[keep], unchanged[keep], active[keep]
                     source = source.select(keep)
                     if solver is not None:
                         solver.select_rows(keep)
                     if x.size(0) == 0:
                         break
-        final[active] = x
+        # The output is lm_head of the last prediction x̂0, not of its rounding (which the last step
+        # returns): the words are the ones the anchor CE trains, and their log-probs are the model's
+        # confidence. Scored on a rounded x̂0, an exact word embedding, every log-prob was ≈ 0.
+        final[active] = predicted
         x = final
 
         compact, valid, scores, end_scores = self._compact(*most_likely_words(x, embeddings, model.output_bias))

@@ -171,3 +171,20 @@ def test_rows_are_decoded_in_length_groups_and_returned_in_batch_order(network):
         part = generator.generate([network], {"id": ids[rows], "net_input": {"src_tokens": src[rows, :width],
                                                                             "src_lengths": lengths[rows]}})
         assert [h[0]["tokens"].tolist() for h in part] == [h[0]["tokens"].tolist() for h in whole[rows]]
+
+
+def test_output_is_lm_head_of_the_last_prediction_with_its_log_probs(network, monkeypatch):
+    """Words and scores come from lm_head(x̂0) of the last model call, not from its rounding, an
+    exact word embedding on which every log-prob was ≈ 0."""
+    predictions = []
+    denoise = network.denoise
+    monkeypatch.setattr(network, "denoise", lambda *a, **k: predictions.append(denoise(*a, **k)) or predictions[-1])
+    (hypo,), _ = make(steps=1, candidates=1).generate([network], sample())
+    log_probs = torch.log_softmax(predictions[-1][0] @ network.word_embeddings().t() + network.output_bias, -1)
+    best, ids = log_probs.max(-1)
+    words = [i for i in ids.tolist() if i not in (PAD, BOS)]
+    n = words.index(EOS) if EOS in words else len(words)
+    assert hypo["tokens"][:-1].tolist() == words[:n]
+    kept = [p for p, i in enumerate(ids.tolist()) if i not in (PAD, BOS)][:n]
+    assert torch.allclose(hypo["positional_scores"][:-1], best[kept])
+    assert hypo["score"] < -0.1  # a random network is unsure of its words
