@@ -192,12 +192,14 @@ class DiffuSeqGenerator:
             t_batch = torch.full((x.size(0),), t, dtype=torch.long, device=device)
             self_cond = x0_hat if model.cfg.self_condition else None
             predicted = model.denoise(x, t_batch, source, self_cond=self_cond)
-            x0_hat, new_words = self._word_ids(model, predicted, embeddings)
             if self.retain_history:
                 latest[active] = predicted
                 history.append(latest.clone())
+            if index == len(pairs) - 1:
+                break  # the output is lm_head(predicted): rounding it and stepping to x_0 would go unused
+            x0_hat, new_words = self._word_ids(model, predicted, embeddings)
             if solver is not None:
-                x = solver.step(x0_hat, x, abar_t, abar_s, is_last=index == len(pairs) - 1, mean=mean)
+                x = solver.step(x0_hat, x, abar_t, abar_s, is_last=False, mean=mean)
             else:
                 stochastic = self.sampler == "ddpm" or self.eta > 0
                 noise = torch.randn(x.shape, generator=step_noise, device=device, dtype=x.dtype) if stochastic else None
@@ -205,7 +207,7 @@ class DiffuSeqGenerator:
                     x = ddpm_step(x0_hat, x, abar_t, abar_s, noise, mean)
                 else:
                     x = ddim_step(x0_hat, x, abar_t, abar_s, self.eta, noise, mean)
-            if self.stop_when_stable and index < len(pairs) - 1:
+            if self.stop_when_stable:
                 if words is not None:
                     unchanged = torch.where(new_words.eq(words).all(1), unchanged + 1, 0)
                 words = new_words
