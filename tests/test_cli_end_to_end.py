@@ -109,8 +109,9 @@ def test_train_validate_generate_interactive(data_bin, checkpoint):
         (["--sampler", "dpm-solver++", "--step-spacing", "logsnr"], STEPS),
         (["--no-rounding"], STEPS),
         (["--rounding", "logits"], STEPS),
+        (["--sampler", "dpm-solver++", "--mbr-shared-steps", "7"], STEPS),
     ],
-    ids=["ddpm", "ddim-eta0.5", "dpm-solver++-logsnr", "no-rounding", "logits-rounding"],
+    ids=["ddpm", "ddim-eta0.5", "dpm-solver++-logsnr", "no-rounding", "logits-rounding", "mbr-shared-steps"],
 )
 def test_samplers(data_bin, checkpoint, flags, steps):
     lines = assert_hypotheses(generate(data_bin, checkpoint, *flags))
