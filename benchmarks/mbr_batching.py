@@ -5,9 +5,8 @@ too small to keep the hardware busy (fairseq-interactive: one sentence at a time
 the arithmetic once it is large (fairseq-generate, 100 sentences a call). For each --batch-size
 this decodes the same test sentences with DiffuSeq at |S| = 1 and |S| = S, every step and with
 --stop-when-stable 1, and with LevT, through fairseq-generate, and prints sentences/s and the two
-ratios: MBR time over |S|=1 time, DiffuSeq speed over LevT's. With --shared-steps N1,N2 it also
-decodes MBR with candidates that share their first N steps (--mbr-shared-steps). Each decode is
-seeded (identical repeats) and the fastest of --repeats runs counts.
+ratios: MBR time over |S|=1 time, DiffuSeq speed over LevT's. Each decode is seeded (identical
+repeats) and the fastest of --repeats runs counts.
 
     python benchmarks/mbr_batching.py --data-bin data-bin/multi30k_de_en --source-lang de --target-lang en \\
         --diffuseq runs/compare_multi30k_v6/ckpt_diffuseq/checkpoint_last.pt \\
@@ -32,7 +31,6 @@ def main(argv=None):
     parser.add_argument("--test-sentences", type=int, default=200)
     parser.add_argument("--batch-sizes", default="1,10,100")
     parser.add_argument("--candidates", type=int, default=10, help="the MBR size set against |S|=1")
-    parser.add_argument("--shared-steps", default="", help="also decode MBR with --mbr-shared-steps N for each N here")
     parser.add_argument("--diffuseq-decode", default=DIFFUSEQ_DECODE)
     parser.add_argument("--levt-decode", default=LEVT_DECODE)
     parser.add_argument("--repeats", type=int, default=2)
@@ -60,11 +58,9 @@ def main(argv=None):
     for batch in [int(b) for b in args.batch_sizes.split(",")]:
         row = {"batch_size": batch}
         for stop in ("", EARLY_STOP):
-            variants = [(1, 0), (args.candidates, 0)] + [(args.candidates, n) for n in _shared(args)]
-            for size, shared in variants:
-                label = f"S{size}{f'_shared{shared}' if shared else ''}{'_stop' if stop else ''}"
-                flags = (f"--task diffuseq {args.diffuseq_decode} {stop} --mbr-candidates {size} "
-                         f"--mbr-shared-steps {shared} --batch-size {batch}")
+            for size in (1, args.candidates):
+                label = f"S{size}{'_stop' if stop else ''}"
+                flags = f"--task diffuseq {args.diffuseq_decode} {stop} --mbr-candidates {size} --batch-size {batch}"
                 row[label] = decode("diffuseq", args.diffuseq, flags, f"b{batch}_{label}")
         if args.levt:
             row["levt"] = decode("levt", args.levt, f"--task translation_lev {args.levt_decode} --batch-size {batch}",
@@ -80,30 +76,19 @@ def report(rows, args):
     print(f"\nsentences/s by --batch-size ({args.test_sentences} sentences, {args.diffuseq_decode}; "
           f"stop = {EARLY_STOP}; sentence BLEU in brackets)")
     levt = "levt" in rows[0]
-    shared = [n for n in _shared(args) if f"S{s}_shared{n}" in rows[0]]
-    columns = []
-    for stop in ("", " stop"):
-        columns += [f"S1{stop}", f"S{s}{stop}", "time ratio"]
-        for n in shared:
-            columns += [f"S{s} sh{n}{stop}", "time ratio"]
+    columns = ["S1", f"S{s}", "time ratio", "S1 stop", f"S{s} stop", "time ratio"]
     columns += ["LevT", "S1 stop/LevT", f"S{s} stop/LevT"] if levt else []
     print(f"{'batch':>5}" + "".join(f"{name:>15}" for name in columns))
     for row in rows:
         cells = []
-        for stop in ("", "_stop"):
-            every = row[f"S1{stop}"]
-            cells.append(_cell(every))
-            for many in [f"S{s}{stop}"] + [f"S{s}_shared{n}{stop}" for n in shared]:
-                cells += [_cell(row[many]), f"{every['sentences_per_s'] / row[many]['sentences_per_s']:.2f}x"]
+        for every, many in (("S1", f"S{s}"), ("S1_stop", f"S{s}_stop")):
+            cells += [_cell(row[every]), _cell(row[many]),
+                      f"{row[every]['sentences_per_s'] / row[many]['sentences_per_s']:.2f}x"]
         if levt:
             speed = row["levt"]["sentences_per_s"]
             cells += [_cell(row["levt"]), f"{row['S1_stop']['sentences_per_s'] / speed:.2f}x",
                       f"{row[f'S{s}_stop']['sentences_per_s'] / speed:.2f}x"]
         print(f"{row['batch_size']:>5}" + "".join(f"{cell:>15}" for cell in cells))
-
-
-def _shared(args):
-    return [int(n) for n in args.shared_steps.split(",") if n]
 
 
 def _cell(result) -> str:

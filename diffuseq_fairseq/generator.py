@@ -9,11 +9,6 @@ by MBR inside ``generate()`` and all are returned best first (``--nbest K`` prin
 A batch is decoded in groups of similar canvas length. With ``--stop-when-stable K`` a candidate
 whose x̂0 words have not changed for K steps leaves the batch with x̂0 as its output, the rule
 fairseq's iterative refinement applies to LevT.
-
-With ``--mbr-shared-steps N`` the S candidates of a sentence share its first N steps (one row per
-sentence) and then branch: candidate 0 continues that trajectory, the others re-noise its x̂0 to the
-current level with their own noise. A model call then costs N + S·(steps - N) rows instead of S·steps.
-``--stop-when-stable`` counts from the branch on.
 """
 import math
 from typing import Callable, List, Tuple
@@ -45,11 +40,6 @@ def _seeded_normal(shape, seed: int) -> torch.Tensor:
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
 
 
-def _fanned(rows: torch.Tensor, fan: int) -> torch.Tensor:
-    """Rows r, r+1, ..., r+fan-1 of each r: the candidates one shared row stands for."""
-    return (rows.unsqueeze(1) + torch.arange(fan, device=rows.device)).flatten()
-
-
 class DiffuSeqGenerator:
     """``special_ids`` = (pad, bos, eos) of the target dictionary."""
 
@@ -68,7 +58,6 @@ class DiffuSeqGenerator:
         base_seed: int,
         stop_when_stable: int = 0,
         lowest_step: int = 0,
-        shared_steps: int = 0,
     ):
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown --sampler {sampler!r}; choose one of {SAMPLERS}")
@@ -78,8 +67,6 @@ class DiffuSeqGenerator:
             raise ValueError("--mbr-candidates must be at least 1")
         if stop_when_stable < 0:
             raise ValueError("--stop-when-stable must be 0 (off) or a number of steps")
-        if not 0 <= shared_steps < num_steps:
-            raise ValueError(f"--mbr-shared-steps must be in [0, --diffusion-steps) = [0, {num_steps}), got {shared_steps}")
         self.pad, self.bos, self.eos = special_ids
         self.sampler = sampler
         self.num_steps = num_steps
@@ -93,35 +80,15 @@ class DiffuSeqGenerator:
         self.base_seed = base_seed
         self.stop_when_stable = stop_when_stable
         self.lowest_step = lowest_step
-        self.shared_steps = shared_steps
 
-    def _noise(self, sample_ids: List[int], candidates: List[int], shape, device, dtype, stream: int = 0):
-        """One draw per (sentence id, candidate, stream): the same --seed gives the same candidates,
-        whatever the batch. Stream 0 starts the chain, stream 1 re-noises at a branch."""
-        draws = [_seeded_normal(shape, hash((self.base_seed, i, j) + ((stream,) if stream else ())) & 0x7FFFFFFF)
-                 for i, j in zip(sample_ids, candidates)]
+    def _initial_noise(self, sample_ids: torch.Tensor, canvas: int, latent: int, device, dtype) -> torch.Tensor:
+        """One noise draw per (sentence id, candidate): the same --seed gives the same candidates."""
+        draws = [
+            _seeded_normal((canvas, latent), hash((self.base_seed, int(i), j)) & 0x7FFFFFFF)
+            for i in sample_ids.tolist()
+            for j in range(self.num_candidates)
+        ]
         return torch.stack(draws).to(device=device, dtype=dtype)  # drawn on the CPU, one copy
-
-    def _branch(self, model, x, x0_hat, next_t: int, active, sample_ids, generator):
-        """Fan each row (candidate 0 of its sentence) out into the sentence's S candidates: candidate 0
-        keeps x, the others are q(x_t | x̂0) at the next step's level with their own noise (and, with
-        a soft absorbing state, their own absorbed positions). Returns, per new row, the shared row it
-        comes from, then the new x and ``active``."""
-        cands = self.num_candidates
-        rows = torch.arange(x.size(0), device=x.device).repeat_interleave(cands)
-        candidate = torch.arange(cands, device=x.device).repeat(x.size(0))
-        active = active[rows] + candidate
-        noise = self._noise(sample_ids.cpu()[(active // cands).cpu()].tolist(), candidate.tolist(), x.shape[1:],
-                            x.device, x.dtype, stream=1)
-        t = torch.full((rows.numel(),), next_t, dtype=torch.long, device=x.device)
-        mean = model.mean_embed
-        renoised = model.diffusion.q_sample(x0_hat[rows], t, noise, mean=mean)
-        if mean is not None and model.cfg.absorb_rate > 0:
-            rate = math.sqrt(1 - float(model.diffusion.alphas_cumprod[next_t])) * model.cfg.absorb_rate
-            everywhere = torch.ones(renoised.shape[:2], dtype=torch.bool, device=x.device)
-            renoised = discrete_absorb(renoised, torch.full((rows.numel(),), rate, device=x.device), everywhere,
-                                       mean, generator)
-        return rows, torch.where(candidate.eq(0).view(-1, 1, 1), x[rows], renoised), active
 
     def _compact(self, tokens: torch.Tensor, scores: torch.Tensor):
         """Output tokens up to the first </s>, without padding/bos, moved to the front of each row,
@@ -201,14 +168,9 @@ class DiffuSeqGenerator:
                                self.lowest_step)
         pairs = step_pairs(steps, diffusion.alphas_cumprod)
 
-        # Until the branch, one row per sentence stands for all its candidates (``fan`` rows of final).
-        shared = self.shared_steps if cands > 1 else 0
-        fan = cands if shared else 1
-        rows_per_sentence = 1 if shared else cands
         context = model.encode_source(src_tokens, src_lengths)
-        source = context.select(torch.arange(batch, device=device).repeat_interleave(rows_per_sentence))
-        x = self._noise([int(i) for i in sample_ids.tolist() for _ in range(rows_per_sentence)],
-                        list(range(rows_per_sentence)) * batch, (canvas, latent), device, dtype)
+        source = context.select(torch.arange(batch, device=device).repeat_interleave(cands))
+        x = self._initial_noise(sample_ids, canvas, latent, device, dtype)
         step_noise = torch.Generator(device=device).manual_seed(hash((self.base_seed, int(sample_ids[0]))) & 0x7FFFFFFF)
         if mean is not None:
             x = x + mean
@@ -219,8 +181,8 @@ class DiffuSeqGenerator:
 
         # ``active`` maps the rows still being denoised to their (sentence·S + candidate) row of
         # ``final``; rows that stop early are written there when they stop, the rest at the end.
-        active = torch.arange(0, batch * cands, fan, device=device)
-        final = x.new_zeros((batch * cands,) + x.shape[1:])
+        active = torch.arange(batch * cands, device=device)
+        final = torch.zeros_like(x)
         latest = final.clone() if self.retain_history else None
         steps_taken = torch.full((batch * cands,), len(pairs))
         solver = DPMSolverPP() if self.sampler == "dpm-solver++" else None
@@ -231,7 +193,7 @@ class DiffuSeqGenerator:
             self_cond = x0_hat if model.cfg.self_condition else None
             predicted = model.denoise(x, t_batch, source, self_cond=self_cond)
             if self.retain_history:
-                latest[_fanned(active, fan)] = predicted.repeat_interleave(fan, 0)
+                latest[active] = predicted
                 history.append(latest.clone())
             if index == len(pairs) - 1:
                 break  # the output is lm_head(predicted): rounding it and stepping to x_0 would go unused
@@ -245,7 +207,7 @@ class DiffuSeqGenerator:
                     x = ddpm_step(x0_hat, x, abar_t, abar_s, noise, mean)
                 else:
                     x = ddim_step(x0_hat, x, abar_t, abar_s, self.eta, noise, mean)
-            if self.stop_when_stable and index >= shared:  # shared rows have no candidates to tell apart yet
+            if self.stop_when_stable:
                 if words is not None:
                     unchanged = torch.where(new_words.eq(words).all(1), unchanged + 1, 0)
                 words = new_words
@@ -261,12 +223,6 @@ class DiffuSeqGenerator:
                         solver.select_rows(keep)
                     if x.size(0) == 0:
                         break
-            if index + 1 == shared:
-                rows, x, active = self._branch(model, x, x0_hat, pairs[index + 1][0], active, sample_ids, step_noise)
-                x0_hat, source, fan = x0_hat[rows], source.select(rows), 1
-                unchanged = unchanged[rows]
-                if solver is not None:
-                    solver.select_rows(rows)
         # The output is lm_head of the last prediction x̂0, not of its rounding (which the last step
         # returns): the words are the ones the anchor CE trains, and their log-probs are the model's
         # confidence. Scored on a rounded x̂0, an exact word embedding, every log-prob was ≈ 0.

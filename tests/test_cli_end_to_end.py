@@ -109,9 +109,8 @@ def test_train_validate_generate_interactive(data_bin, checkpoint):
         (["--sampler", "dpm-solver++", "--step-spacing", "logsnr"], STEPS),
         (["--no-rounding"], STEPS),
         (["--rounding", "logits"], STEPS),
-        (["--sampler", "dpm-solver++", "--mbr-shared-steps", "7"], STEPS),
     ],
-    ids=["ddpm", "ddim-eta0.5", "dpm-solver++-logsnr", "no-rounding", "logits-rounding", "mbr-shared-steps"],
+    ids=["ddpm", "ddim-eta0.5", "dpm-solver++-logsnr", "no-rounding", "logits-rounding"],
 )
 def test_samplers(data_bin, checkpoint, flags, steps):
     lines = assert_hypotheses(generate(data_bin, checkpoint, *flags))

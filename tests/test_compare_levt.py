@@ -74,15 +74,15 @@ def test_compare_levt_on_toy_data(tmp_path):
     cmd = [sys.executable, str(REPO / "benchmarks" / "mbr_batching.py"), "--data-bin", str(out / "data-bin"),
            "--source-lang", "src", "--target-lang", "tgt", "--diffuseq", str(out / "ckpt_diffuseq" / "checkpoint_last.pt"),
            "--levt", str(out / "ckpt_levt" / "checkpoint_last.pt"), "--test-sentences", "12", "--batch-sizes", "1,12",
-           "--candidates", "3", "--shared-steps", "14", "--repeats", "1", "--out", str(tmp_path / "batching")]
+           "--candidates", "3", "--repeats", "1", "--out", str(tmp_path / "batching")]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     rows = json.loads((tmp_path / "batching" / "mbr_batching.json").read_text())
     assert [row["batch_size"] for row in rows] == [1, 12]
     for row in rows:
-        for key in ("S1", "S3", "S3_shared14", "S1_stop", "S3_stop", "S3_shared14_stop", "levt"):
+        for key in ("S1", "S3", "S1_stop", "S3_stop", "levt"):
             assert row[key]["sentences_per_s"] > 0 and 0 <= row[key]["bleu"] <= 100, row
-    assert "time ratio" in proc.stdout and "S3 sh14 stop" in proc.stdout
+    assert "time ratio" in proc.stdout
 
 
 @pytest.mark.slow

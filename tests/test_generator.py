@@ -23,11 +23,10 @@ def sample():
 
 
 def make(sampler="dpm-solver++", steps=5, candidates=3, seed=1, history=False, eta=0.0, stop=0,
-         canvas=lambda lengths: 6, lowest=0, shared=0):
+         canvas=lambda lengths: 6, lowest=0):
     return DiffuSeqGenerator((PAD, BOS, EOS), sampler=sampler, num_steps=steps, total_steps=50, step_spacing="uniform",
                              eta=eta, rounding="l2", num_candidates=candidates, canvas_length=canvas,
-                             retain_history=history, base_seed=seed, stop_when_stable=stop, lowest_step=lowest,
-                             shared_steps=shared)
+                             retain_history=history, base_seed=seed, stop_when_stable=stop, lowest_step=lowest)
 
 
 @pytest.mark.parametrize("sampler, steps, eta", [("ddpm", 50, 0.0), ("ddim", 10, 0.5), ("dpm-solver++", 5, 0.0)])
@@ -107,8 +106,6 @@ def test_bad_arguments_are_clear_errors():
         make(candidates=0)
     with pytest.raises(ValueError, match="stop-when-stable"):
         make(stop=-1)
-    with pytest.raises(ValueError, match="mbr-shared-steps"):
-        make(steps=5, shared=5)
 
 
 class RecordingDenoiser(torch.nn.Module):
@@ -191,46 +188,3 @@ def test_output_is_lm_head_of_the_last_prediction_with_its_log_probs(network, mo
     kept = [p for p, i in enumerate(ids.tolist()) if i not in (PAD, BOS)][:n]
     assert torch.allclose(hypo["positional_scores"][:-1], best[kept])
     assert hypo["score"] < -0.1  # a random network is unsure of its words
-
-
-def test_shared_steps_run_one_row_per_sentence_then_branch(network):
-    """3 shared steps of 5, 4 candidates, 2 sentences: 2-row calls, then 8-row calls; candidate 0
-    continues the shared (deterministic) trajectory, so |S|=1's output is one of the candidates, and
-    the re-noised others differ from it."""
-    recording = RecordingDenoiser(network)
-    branched = make(steps=5, candidates=4, seed=2, shared=3).generate([recording], sample())
-    assert recording.calls == [2, 2, 2, 8, 8]
-    single = make(steps=5, candidates=1, seed=2).generate([network], sample())
-    for sentence, alone in zip(branched, single):
-        outputs = [h["tokens"].tolist() for h in sentence]
-        assert len(outputs) == 4 and alone[0]["tokens"].tolist() in outputs
-        assert len({tuple(o) for o in outputs}) > 1
-        assert all(h["steps"] == 5 for h in sentence)
-
-
-def test_shared_steps_candidates_do_not_depend_on_the_batch(network):
-    full = make(steps=5, candidates=3, seed=4, shared=2).generate([network], sample())
-    alone = sample()
-    alone["id"] = alone["id"][1:]
-    alone["net_input"] = {"src_tokens": alone["net_input"]["src_tokens"][1:, :3], "src_lengths": torch.tensor([3])}
-    single = make(steps=5, candidates=3, seed=4, shared=2).generate([network], alone)
-    assert sorted(h["tokens"].tolist() for h in single[0]) == sorted(h["tokens"].tolist() for h in full[1])
-
-
-def test_shared_steps_with_early_stopping_and_history(network):
-    """Stability counts from the branch on: constant words stop every candidate two calls after it."""
-    constant = RecordingDenoiser(network, [5, 6, 7, 8, EOS, PAD])
-    hypos = make(steps=10, candidates=3, stop=1, shared=4, history=True).generate([constant], sample())
-    assert constant.calls == [2, 2, 2, 2, 6, 6]
-    for sentence in hypos:
-        assert len(sentence) == 3 and all(h["steps"] == 6 and len(h["history"]) == 6 for h in sentence)
-    branched = make(steps=6, candidates=2, shared=2, history=True).generate([network], sample())
-    assert all(len(h["history"]) == 6 for s in branched for h in s)
-
-
-def test_shared_steps_with_soft_absorbing_state(network):
-    cfg = NetworkConfig(**{**network.cfg.__dict__, "learned_mean_embed": True, "absorb_rate": 0.5,
-                           "self_condition": True})
-    absorbing = DiffuSeqNetwork(cfg, VOCAB, PAD)
-    hypos = make(steps=4, candidates=3, shared=2).generate([absorbing], sample())
-    assert len(hypos) == 2 and all(len(h) == 3 and h[0]["tokens"][-1] == EOS for h in hypos)

@@ -61,11 +61,6 @@ class DiffuSeqConfig(TranslationConfig):
     )
     no_rounding: bool = field(default=False, metadata={"help": "same as --rounding none"})
     mbr_candidates: int = field(default=1, metadata={"help": "noise draws per source; MBR picks the best"})
-    mbr_shared_steps: int = field(
-        default=0, metadata={"help": "the candidates of a source share their first N sampling steps, then branch: "
-                             "candidate 0 continues, the others re-noise its x0 estimate with their own noise "
-                             "(model rows per source: N + S*(steps-N) instead of S*steps); 0 = independent chains"}
-    )
     stop_when_stable: int = field(
         default=0, metadata={"help": "finish a candidate once the words of its x0 estimate have not changed for "
                              "this many steps, and drop it from the batch (as fairseq's iterative refinement "
@@ -232,7 +227,6 @@ class DiffuSeqTask(TranslationTask):
             base_seed=int(torch.randint(0, 2**31 - 1, (1,)).item()),  # follows --seed via fairseq's seeding
             stop_when_stable=int(knob("stop_when_stable")),
             lowest_step=self.lowest_sampling_step(model, knob("step_range")),
-            shared_steps=int(knob("mbr_shared_steps")),
         )
 
     @staticmethod
