@@ -178,7 +178,12 @@ def test_output_is_lm_head_of_the_last_prediction_with_its_log_probs(network, mo
     exact word embedding on which every log-prob was ≈ 0."""
     predictions = []
     denoise = network.denoise
-    monkeypatch.setattr(network, "denoise", lambda *a, **k: predictions.append(denoise(*a, **k)) or predictions[-1])
+
+    def recording(*args, **kwargs):
+        predictions.append(denoise(*args, **kwargs))
+        return predictions[-1]
+
+    monkeypatch.setattr(network, "denoise", recording)
     (hypo,), _ = make(steps=1, candidates=1).generate([network], sample())
     log_probs = torch.log_softmax(predictions[-1][0] @ network.word_embeddings().t() + network.output_bias, -1)
     best, ids = log_probs.max(-1)
