@@ -58,6 +58,7 @@ class DiffuSeqGenerator:
         base_seed: int,
         stop_when_stable: int = 0,
         lowest_step: int = 0,
+        shown_step_floor: int = 0,
     ):
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown --sampler {sampler!r}; choose one of {SAMPLERS}")
@@ -80,6 +81,7 @@ class DiffuSeqGenerator:
         self.base_seed = base_seed
         self.stop_when_stable = stop_when_stable
         self.lowest_step = lowest_step
+        self.shown_step_floor = shown_step_floor
 
     def _initial_noise(self, sample_ids: torch.Tensor, canvas: int, latent: int, device, dtype) -> torch.Tensor:
         """One noise draw per (sentence id, candidate): the same --seed gives the same candidates."""
@@ -189,7 +191,9 @@ class DiffuSeqGenerator:
         embeddings = model.word_embeddings()
         history, x0_hat, words, unchanged = [], None, None, torch.zeros(x.size(0), dtype=torch.long, device=device)
         for index, (t, abar_t, abar_s) in enumerate(pairs):
-            t_batch = torch.full((x.size(0),), t, dtype=torch.long, device=device)
+            # The model may be shown a noisier step than x holds (DINOISER's condition-enhanced
+            # inference): believing its input nearly pure noise, it leans on the source.
+            t_batch = torch.full((x.size(0),), max(t, self.shown_step_floor), dtype=torch.long, device=device)
             self_cond = x0_hat if model.cfg.self_condition else None
             predicted = model.denoise(x, t_batch, source, self_cond=self_cond)
             if self.retain_history:

@@ -171,6 +171,16 @@ def test_ema_trains_validates_and_exports_a_checkpoint_that_generates(data_bin, 
         assert refused.returncode == 1 and message in refused.stderr, refused.stderr
 
 
+def test_shown_timestep_fraction_is_checked_and_converted_to_a_step():
+    from diffuseq_fairseq.tasks.diffuseq import DiffuSeqTask
+
+    assert DiffuSeqTask.shown_step_floor(None, 2000) == 0  # the checkpoint's own clipping only
+    assert DiffuSeqTask.shown_step_floor(0.99, 2000) == 1980
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match="--shown-timestep-fraction must be in"):
+            DiffuSeqTask.shown_step_floor(bad, 2000)
+
+
 def test_validation_measures_the_ema_copy_when_there_is_one(monkeypatch):
     from fairseq.tasks.translation import TranslationTask
     from diffuseq_fairseq.tasks.diffuseq import DiffuSeqTask
@@ -205,6 +215,9 @@ def test_shipped_recipe_trains_validates_with_bleu_and_generates(data_bin, tmp_p
     assert_hypotheses(generate(data_bin, checkpoint, "--sampler", "dpm-solver++", "--step-range", "trained"))
     generator = load_generator(data_bin, checkpoint, DIFFUSEQ_DECODE_FLAGS + ["--step-range", "trained"])
     assert generator.lowest_step == round(0.8 * saved["model"]["num_timesteps"])
+    assert_hypotheses(generate(data_bin, checkpoint, "--sampler", "dpm-solver++", "--shown-timestep-fraction", "0.99"))
+    generator = load_generator(data_bin, checkpoint, DIFFUSEQ_DECODE_FLAGS + ["--shown-timestep-fraction", "0.99"])
+    assert generator.shown_step_floor == round(0.99 * saved["model"]["num_timesteps"])
 
 
 @pytest.mark.parametrize("flags, canvas", [

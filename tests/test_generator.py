@@ -23,10 +23,11 @@ def sample():
 
 
 def make(sampler="dpm-solver++", steps=5, candidates=3, seed=1, history=False, eta=0.0, stop=0,
-         canvas=lambda lengths: 6, lowest=0):
+         canvas=lambda lengths: 6, lowest=0, shown_floor=0):
     return DiffuSeqGenerator((PAD, BOS, EOS), sampler=sampler, num_steps=steps, total_steps=50, step_spacing="uniform",
                              eta=eta, rounding="l2", num_candidates=candidates, canvas_length=canvas,
-                             retain_history=history, base_seed=seed, stop_when_stable=stop, lowest_step=lowest)
+                             retain_history=history, base_seed=seed, stop_when_stable=stop, lowest_step=lowest,
+                             shown_step_floor=shown_floor)
 
 
 @pytest.mark.parametrize("sampler, steps, eta", [("ddpm", 50, 0.0), ("ddim", 10, 0.5), ("dpm-solver++", 5, 0.0)])
@@ -89,6 +90,23 @@ def test_lowest_step_keeps_every_model_call_in_range(network, monkeypatch):
     monkeypatch.setattr(network, "denoise", recording)
     hypos = make(steps=3, lowest=40).generate([network], sample())
     assert seen == [[49], [44], [40]]  # the last call at the lowest step, whose x̂0 is the output
+    assert all(h["tokens"][-1] == EOS for s in hypos for h in s)
+
+
+def test_shown_step_floor_changes_what_the_model_sees_not_the_path(network, monkeypatch):
+    seen = []
+    denoise = network.denoise
+
+    def recording(x, t, *args, **kwargs):
+        seen.append(sorted(set(t.tolist())))
+        return denoise(x, t, *args, **kwargs)
+
+    monkeypatch.setattr(network, "denoise", recording)
+    make(steps=3, lowest=40).generate([network], sample())
+    path = seen[:]
+    seen.clear()
+    hypos = make(steps=3, lowest=40, shown_floor=45).generate([network], sample())
+    assert path == [[49], [44], [40]] and seen == [[49], [45], [45]]
     assert all(h["tokens"][-1] == EOS for s in hypos for h in s)
 
 

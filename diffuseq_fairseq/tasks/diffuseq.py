@@ -54,6 +54,11 @@ class DiffuSeqConfig(TranslationConfig):
                                   "model trained with --min-timestep-fraction F, the last step jumping to the "
                                   "clean level; the same as full for F = 0)"}
     )
+    shown_timestep_fraction: Optional[float] = field(
+        default=None, metadata={"help": "show the model max(t, F·T) at every step while x_t follows the "
+                                "sampler's steps (DINOISER's condition-enhanced inference, F ≈ 0.99); default: "
+                                "the checkpoint's --min-timestep-fraction, which the model applies anyway"}
+    )
     ddim_eta: float = field(default=0.0, metadata={"help": "DDIM eta (0: deterministic, 1: DDPM posterior)"})
     rounding: str = field(
         default="l2", metadata={"help": "clamp x0 to a word embedding at every step: l2 (nearest embedding, "
@@ -227,7 +232,16 @@ class DiffuSeqTask(TranslationTask):
             base_seed=int(torch.randint(0, 2**31 - 1, (1,)).item()),  # follows --seed via fairseq's seeding
             stop_when_stable=int(knob("stop_when_stable")),
             lowest_step=self.lowest_sampling_step(model, knob("step_range")),
+            shown_step_floor=self.shown_step_floor(knob("shown_timestep_fraction"), total_steps),
         )
+
+    @staticmethod
+    def shown_step_floor(fraction: Optional[float], total_steps: int) -> int:
+        if fraction is None:
+            return 0
+        if not 0 <= fraction < 1:
+            raise ValueError(f"--shown-timestep-fraction must be in [0, 1), got {fraction}")
+        return round(fraction * total_steps)
 
     @staticmethod
     def lowest_sampling_step(model, step_range: str) -> int:
