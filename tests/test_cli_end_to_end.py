@@ -332,6 +332,27 @@ def test_levenshtein_transformer_twin(data_bin, tmp_path):
     assert len(lines["H"]["0"]) == 1
 
 
+def test_shown_floor_benchmark(data_bin, checkpoint, tmp_path):
+    """benchmarks/shown_floor.sh: one row per decode and fraction, self-BLEU only where there are
+    several candidates, and the later generate options (here the subset) win over its defaults."""
+    env = {**os.environ, "PYTHON": sys.executable, "FRACTIONS": "none 0.9",
+           "DECODES": "s1:--mbr-candidates 1;mbr2:--mbr-candidates 2 --nbest 2"}
+    result = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "shown_floor.sh"), str(checkpoint), str(data_bin), str(tmp_path),
+         "--source-lang", "in", "--target-lang", "out", "--gen-subset", "valid"],
+        env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    header, *lines = result.stdout.strip().splitlines()
+    assert header.split() == ["decode", "BLEU", "sacre", "self-BLEU", "sent/s"]
+    rows = {line.split()[0]: line.split()[1:] for line in lines}
+    assert sorted(rows) == ["mbr2_0.9", "mbr2_none", "s1_0.9", "s1_none"], result.stdout
+    for tag, (bleu, sacre, self_bleu, speed) in rows.items():
+        assert 0 <= float(bleu) <= 100 and 0 <= float(sacre) <= 100 and float(speed) > 0
+        assert (self_bleu == "-") == tag.startswith("s1"), result.stdout
+    hypotheses = (tmp_path / "gen_mbr2_0.9.txt").read_text().count("\nH-")
+    assert hypotheses == 2 * NUM_VALID
+
+
 def test_denoise_by_step_benchmark(data_bin, checkpoint, capsys):
     """benchmarks/denoise_by_step.py on the trained toy checkpoint: one row per requested step,
     and at t = 0 the clean target itself is recovered from the input alone."""
