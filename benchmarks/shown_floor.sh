@@ -38,20 +38,20 @@ for fraction in $fractions; do
     wait
 done
 
-printf '%-22s %7s %7s %10s %8s\n' decode BLEU sacre self-BLEU sent/s
+tags=()
 for entry in "${decode_list[@]}"; do
-    for fraction in $fractions; do
-        tag=${entry%%:*}_$fraction
-        "$python" - "$out/gen_$tag.txt" "$out/log_$tag.txt" "$tag" <<'PY'
+    for fraction in $fractions; do tags+=("${entry%%:*}_$fraction"); done
+done
+"$python" - "$out" "${tags[@]}" <<'PY'
 import re, sys
 from diffuseq_fairseq.evaluation.metrics import evaluate
 from diffuseq_fairseq.evaluation.readers import read_file
-path, log, tag = sys.argv[1:]
-g = read_file(path)
-m = evaluate(g.selected, g.references, g.candidates)
-speed = re.search(r"\(([\d.]+) sentences/s", open(log).read())  # fairseq logs it to stderr
-self_bleu = f"{100 * m['self_bleu']:.2f}" if m.get("self_bleu") is not None else "-"
-print(f"{tag:22s} {100 * m['bleu']:7.2f} {100 * m['sacrebleu']:7.2f} {self_bleu:>10s} {speed.group(1) if speed else '-':>8s}")
+out, tags = sys.argv[1], sys.argv[2:]
+print(f"{'decode':22s} {'BLEU':>7s} {'sacre':>7s} {'self-BLEU':>10s} {'sent/s':>8s}")
+for tag in tags:
+    g = read_file(f"{out}/gen_{tag}.txt")
+    m = evaluate(g.selected, g.references, g.candidates)
+    speed = re.search(r"\(([\d.]+) sentences/s", open(f"{out}/log_{tag}.txt").read())  # fairseq logs it to stderr
+    self_bleu = f"{100 * m['self_bleu']:.2f}" if m.get("self_bleu") is not None else "-"
+    print(f"{tag:22s} {100 * m['bleu']:7.2f} {100 * m['sacrebleu']:7.2f} {self_bleu:>10s} {speed.group(1) if speed else '-':>8s}")
 PY
-    done
-done

@@ -79,7 +79,9 @@ def test_history_has_one_entry_per_step(network):
     assert all(entry["tokens"][-1] == EOS for s in hypos for h in s for entry in h["history"])
 
 
-def test_lowest_step_keeps_every_model_call_in_range(network, monkeypatch):
+@pytest.fixture
+def shown_steps(network, monkeypatch):
+    """The distinct steps the network is shown, one list per model call."""
     seen = []
     denoise = network.denoise
 
@@ -88,25 +90,21 @@ def test_lowest_step_keeps_every_model_call_in_range(network, monkeypatch):
         return denoise(x, t, *args, **kwargs)
 
     monkeypatch.setattr(network, "denoise", recording)
+    return seen
+
+
+def test_lowest_step_keeps_every_model_call_in_range(network, shown_steps):
     hypos = make(steps=3, lowest=40).generate([network], sample())
-    assert seen == [[49], [44], [40]]  # the last call at the lowest step, whose x̂0 is the output
+    assert shown_steps == [[49], [44], [40]]  # the last call at the lowest step, whose x̂0 is the output
     assert all(h["tokens"][-1] == EOS for s in hypos for h in s)
 
 
-def test_shown_step_floor_changes_what_the_model_sees_not_the_path(network, monkeypatch):
-    seen = []
-    denoise = network.denoise
-
-    def recording(x, t, *args, **kwargs):
-        seen.append(sorted(set(t.tolist())))
-        return denoise(x, t, *args, **kwargs)
-
-    monkeypatch.setattr(network, "denoise", recording)
+def test_shown_step_floor_changes_what_the_model_sees_not_the_path(network, shown_steps):
     make(steps=3, lowest=40).generate([network], sample())
-    path = seen[:]
-    seen.clear()
+    path = shown_steps[:]
+    shown_steps.clear()
     hypos = make(steps=3, lowest=40, shown_floor=45).generate([network], sample())
-    assert path == [[49], [44], [40]] and seen == [[49], [45], [45]]
+    assert path == [[49], [44], [40]] and shown_steps == [[49], [45], [45]]
     assert all(h["tokens"][-1] == EOS for s in hypos for h in s)
 
 
