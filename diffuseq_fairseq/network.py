@@ -71,6 +71,21 @@ class NetworkConfig:
         default=False, metadata={"help": "source attends only to the source and gets no time embedding, so its "
                                  "keys/values are computed once per sentence and reused by every step"}
     )
+    reveal_target: bool = field(
+        default=False, metadata={"help": "train with a random share r ~ U(0, 1) of the target words given clean "
+                                 "(flagged by a learned embedding; the loss covers the others), and decode "
+                                 "mask-predict style: after each step the most confident words so far are "
+                                 "given clean to the next, a share that grows to all of them over the steps. "
+                                 "A denoiser that only ever sees noised gold learns no way to fix its own "
+                                 "repeated words; one that sees some words fixed can fill in the rest"}
+    )
+    glance_rate: float = field(
+        default=0.0, metadata={"help": "glancing training (GLAT): a first pass without gradient predicts the "
+                               "words, and the second, trained pass is given this share of as many gold words as "
+                               "the first got wrong, at random positions (the loss covers the others). Decoding "
+                               "gives no words: the glancing only teaches the model to make its words agree. "
+                               "0 = off"}
+    )
 
     @classmethod
     def of(cls, cfg) -> "NetworkConfig":
@@ -127,6 +142,14 @@ class DiffuSeqNetwork(nn.Module):
             self.register_parameter("embed_segment", None)
         else:
             raise ValueError(f"unknown --target-positions {cfg.target_positions!r}; choose continue or restart")
+        if not 0 <= cfg.glance_rate <= 1:
+            raise ValueError(f"--glance-rate must be in [0, 1], got {cfg.glance_rate}")
+        if cfg.reveal_target and cfg.glance_rate > 0:
+            raise ValueError("--reveal-target and --glance-rate are two ways of giving words; choose one")
+        if self.gives_words:
+            self.embed_revealed = nn.Parameter(torch.zeros(hidden))  # added where a target word is given
+        else:
+            self.register_parameter("embed_revealed", None)
         self.input_norm = nn.LayerNorm(hidden, eps=1e-12)
         self.dropout = nn.Dropout(cfg.dropout)
         self.encoder = EncoderStack(
@@ -154,6 +177,11 @@ class DiffuSeqNetwork(nn.Module):
         self.register_buffer("timestep_loss_history", torch.zeros(cfg.num_timesteps, IMPORTANCE_HISTORY))
         self.register_buffer("timestep_loss_count", torch.zeros(cfg.num_timesteps))
 
+    @property
+    def gives_words(self) -> bool:
+        """Whether training gives the denoiser some target words clean (--reveal-target, --glance-rate)."""
+        return self.cfg.reveal_target or self.cfg.glance_rate > 0
+
     def importance_sampler(self, uniform_prob: float, bins: int = 0) -> LossSecondMomentSampler:
         return LossSecondMomentSampler(self.timestep_loss_history, self.timestep_loss_count, uniform_prob, bins,
                                        self.first_train_step)
@@ -173,12 +201,14 @@ class DiffuSeqNetwork(nn.Module):
         return F.embedding(tokens, self.word_embeddings())
 
     def _input_states(self, x: torch.Tensor, positions: torch.Tensor, time: Optional[torch.Tensor], self_cond,
-                      segment: int):
+                      segment: int, revealed: Optional[torch.Tensor] = None):
         if self.cfg.self_condition:
             x = torch.cat([x, torch.zeros_like(x) if self_cond is None else self_cond], dim=-1)
         h = self.input_up_proj(x) + self.embed_positions(positions)
         if self.embed_segment is not None:
             h = h + self.embed_segment.weight[segment]
+        if revealed is not None:
+            h = h + revealed.unsqueeze(-1).to(h.dtype) * self.embed_revealed
         if time is not None:
             h = h + time.unsqueeze(1)
         return self.dropout(self.input_norm(h))
@@ -198,12 +228,16 @@ class DiffuSeqNetwork(nn.Module):
             hidden, cache = self.encoder(states, key_mask)
         return SourceContext(embeddings, key_mask, src_lengths, cache, hidden)
 
-    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, source: SourceContext, self_cond=None, with_source=False):
+    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, source: SourceContext, self_cond=None, with_source=False,
+                revealed: Optional[torch.Tensor] = None):
         """Predict x0 for the target canvas x_t ([B, Lt, latent]) at steps t ([B]).
 
         With ``with_source`` also return the prediction at the source positions (the official
-        loss covers them): a pair (source x̂0, target x̂0).
+        loss covers them): a pair (source x̂0, target x̂0). ``revealed`` ([B, Lt] bool, under
+        --reveal-target) marks the target positions whose x_t is a clean word embedding.
         """
+        if revealed is not None and not self.gives_words:
+            raise ValueError("revealed target positions need a model trained with --reveal-target or --glance-rate")
         x_t = x_t.to(self.embed_tokens.weight.dtype)
         if self_cond is not None:
             self_cond = self_cond.to(x_t.dtype)
@@ -217,7 +251,7 @@ class DiffuSeqNetwork(nn.Module):
         # only cleaner than the model expects.
         t = t.clamp(min=self.first_train_step)
         time = self.time_embed(timestep_embedding(self.diffusion.model_time(t), self.cfg.latent_dim).to(x_t.dtype))
-        target_states = self._input_states(x_t, target_positions, time, self_cond, segment=1)
+        target_states = self._input_states(x_t, target_positions, time, self_cond, segment=1, revealed=revealed)
         target_mask = torch.ones(batch, target_len, dtype=torch.bool, device=x_t.device)
         key_mask = torch.cat([source.key_mask, target_mask], dim=1)
         if source.cache is not None:
@@ -234,6 +268,23 @@ class DiffuSeqNetwork(nn.Module):
         if with_source:
             return self.output_down_proj(source_hidden), self.output_down_proj(hidden)
         return self.output_down_proj(hidden)
+
+    @staticmethod
+    def draw_revealed(target: torch.Tensor) -> torch.Tensor:
+        """Target positions given clean under --reveal-target ([B, Lt] bool): CMLM's draw, a share
+        r ~ U(0, 1) per sentence and each position given with probability r."""
+        share = torch.rand(target.size(0), 1, device=target.device)
+        return torch.rand(target.shape, device=target.device) < share
+
+    def glance(self, x_t, t, source, target: torch.Tensor, z0: torch.Tensor):
+        """GLAT's draw: as many gold words as ⌈rate · (words the model gets wrong without help)⌉,
+        at random positions of the canvas; returns (x_t with them given, the given positions)."""
+        with torch.no_grad():
+            guess = self.logits(self.denoise(x_t, t, source)).argmax(-1)
+        count = (guess.ne(target).sum(1, keepdim=True).float() * self.cfg.glance_rate).ceil()
+        ranks = torch.rand(target.shape, device=target.device).argsort(1).argsort(1)
+        revealed = ranks < count
+        return torch.where(revealed.unsqueeze(-1), z0.to(x_t.dtype), x_t), revealed
 
     def training_terms(
         self,
@@ -266,11 +317,17 @@ class DiffuSeqNetwork(nn.Module):
         if self.cfg.absorb_rate > 0:
             rate = (1 - diffusion.alphas_cumprod.to(t.device)[t]).sqrt().float() * self.cfg.absorb_rate
             x_t = discrete_absorb(x_t, rate, torch.ones_like(target, dtype=torch.bool), self.mean_embed)
+        revealed = None
+        if self.cfg.reveal_target:
+            revealed = self.draw_revealed(target)
+            x_t = torch.where(revealed.unsqueeze(-1), z0.to(x_t.dtype), x_t)
+        elif self.cfg.glance_rate > 0:
+            x_t, revealed = self.glance(x_t, t, source, target, z0)
         self_cond = None
         if self.cfg.self_condition and torch.rand(()) < self_condition_prob:
             with torch.no_grad():
-                self_cond = self.denoise(x_t, t, source).detach()
-        src_pred, tgt_pred = self.denoise(x_t, t, source, self_cond=self_cond, with_source=True)
+                self_cond = self.denoise(x_t, t, source, revealed=revealed).detach()
+        src_pred, tgt_pred = self.denoise(x_t, t, source, self_cond=self_cond, with_source=True, revealed=revealed)
 
         at_zero = (t == 0).view(-1, 1, 1)
 
@@ -283,7 +340,8 @@ class DiffuSeqNetwork(nn.Module):
             return mse, rounding, diffusion.prior_loss(noisy).mean(-1)
 
         mse, rounding, prior = position_terms(tgt_pred, target, z0, clean)
-        mask = torch.ones_like(target, dtype=torch.float)
+        # Given words are copied, not predicted: like CMLM, only the hidden ones are scored.
+        mask = torch.ones_like(target, dtype=torch.float) if revealed is None else (~revealed).float()
         if loss_positions == "all":
             src_terms = position_terms(src_pred, src_tokens, source.embeddings, self.embed(src_tokens))
             mse, rounding, prior = (torch.cat([a, b], dim=1) for a, b in zip(src_terms, (mse, rounding, prior)))
@@ -291,12 +349,13 @@ class DiffuSeqNetwork(nn.Module):
         elif loss_positions != "target":
             raise ValueError(f"unknown loss positions {loss_positions!r}; choose target or all")
         anchor_nll, anchor_loss = _smoothed_token_nll(self.logits(tgt_pred), target, label_smoothing)
+        target_mask = mask[:, -target.size(1):]
         return {
             "mse": _masked_mean(mse, mask),
             "rounding_nll": _masked_mean(rounding, mask),
             "tT": _masked_mean(prior, mask),
-            "anchor_nll": anchor_nll.mean(1),
-            "anchor_loss": anchor_loss.mean(1),
+            "anchor_nll": _masked_mean(anchor_nll, target_mask),
+            "anchor_loss": _masked_mean(anchor_loss, target_mask),
         }
 
 
