@@ -59,7 +59,6 @@ class DiffuSeqGenerator:
         stop_when_stable: int = 0,
         lowest_step: int = 0,
         shown_step_floor: int = 0,
-        mask_predict: bool = True,
     ):
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown --sampler {sampler!r}; choose one of {SAMPLERS}")
@@ -83,7 +82,6 @@ class DiffuSeqGenerator:
         self.stop_when_stable = stop_when_stable
         self.lowest_step = lowest_step
         self.shown_step_floor = shown_step_floor
-        self.mask_predict = mask_predict
 
     def _initial_noise(self, sample_ids: torch.Tensor, canvas: int, latent: int, device, dtype) -> torch.Tensor:
         """One noise draw per (sentence id, candidate): the same --seed gives the same candidates."""
@@ -128,27 +126,6 @@ class DiffuSeqGenerator:
         if self.rounding == "none":
             return x0_hat, ids
         return embeddings[ids].to(x0_hat.dtype), ids
-
-    @staticmethod
-    def _output_words(model, predicted, embeddings, kept, rows):
-        """Words and log-probs of ``rows``: lm_head of the last prediction x̂0, not of its rounding
-        (the words the anchor CE trains, and their log-probs are the model's confidence; scored on an
-        exact word embedding every log-prob was ≈ 0); under --reveal-target the mask-predict words."""
-        if kept is not None:
-            return kept[0][rows], kept[1][rows]
-        return most_likely_words(predicted, embeddings, model.output_bias)
-
-    @staticmethod
-    def _mask_predict(model, predicted, embeddings, kept, given, share: float):
-        """Mask-predict (CMLM): given words stay, the others take this step's prediction; then the
-        ``share`` most confident of all the canvas's words are given to the next step."""
-        words, scores = most_likely_words(predicted, embeddings, model.output_bias)
-        if kept is not None:
-            words, scores = torch.where(given, kept[0], words), torch.where(given, kept[1], scores)
-        count = int(share * words.size(1))
-        given = torch.zeros_like(given)
-        given.scatter_(1, scores.topk(count, dim=1).indices, True)
-        return (words, scores), given
 
     def _length_groups(self, src_lengths: torch.Tensor) -> List[torch.Tensor]:
         """Rows of a batch grouped by canvas length, longest first: a group closes once the next
@@ -204,39 +181,27 @@ class DiffuSeqGenerator:
                 everywhere = torch.ones(x.shape[:2], dtype=torch.bool, device=device)
                 x = discrete_absorb(x, torch.full((x.size(0),), rate, device=device), everywhere, mean, step_noise)
 
-        # ``active`` maps the rows still being denoised to their (sentence·S + candidate) row of the
-        # outputs; rows that stop early are written there when they stop, the rest at the end.
+        # ``active`` maps the rows still being denoised to their (sentence·S + candidate) row of
+        # ``final``; rows that stop early are written there when they stop, the rest at the end.
         active = torch.arange(batch * cands, device=device)
-        out_words = torch.full(x.shape[:2], self.pad, dtype=torch.long, device=device)
-        out_scores = torch.zeros(x.shape[:2], device=device)
-        latest = torch.zeros_like(x) if self.retain_history else None
+        final = torch.zeros_like(x)
+        latest = final.clone() if self.retain_history else None
         steps_taken = torch.full((batch * cands,), len(pairs))
         solver = DPMSolverPP() if self.sampler == "dpm-solver++" else None
         embeddings = model.word_embeddings()
         history, x0_hat, words, unchanged = [], None, None, torch.zeros(x.size(0), dtype=torch.long, device=device)
-        # Under --reveal-target: the words so far and their log-probs, and which are given clean.
-        given = None
-        if model.cfg.reveal_target and self.mask_predict:
-            given = torch.zeros(x.shape[:2], dtype=torch.bool, device=device)
-        kept = None
         for index, (t, abar_t, abar_s) in enumerate(pairs):
             # The model may be shown a noisier step than x holds (DINOISER's condition-enhanced
             # inference): believing its input nearly pure noise, it leans on the source.
             t_batch = torch.full((x.size(0),), max(t, self.shown_step_floor), dtype=torch.long, device=device)
             self_cond = x0_hat if model.cfg.self_condition else None
-            x_in = x if kept is None else torch.where(given.unsqueeze(-1), embeddings[kept[0]].to(x.dtype), x)
-            predicted = model.denoise(x_in, t_batch, source, self_cond=self_cond, revealed=given)
+            predicted = model.denoise(x, t_batch, source, self_cond=self_cond)
             if self.retain_history:
                 latest[active] = predicted
                 history.append(latest.clone())
-            if given is not None:
-                kept, given = self._mask_predict(model, predicted, embeddings, kept, given, (index + 1) / len(pairs))
             if index == len(pairs) - 1:
                 break  # the output is lm_head(predicted): rounding it and stepping to x_0 would go unused
             x0_hat, new_words = self._word_ids(model, predicted, embeddings)
-            if given is not None:  # the solver moves given positions towards their word too
-                x0_hat = torch.where(given.unsqueeze(-1), embeddings[kept[0]].to(x0_hat.dtype), x0_hat)
-                new_words = kept[0]
             if solver is not None:
                 x = solver.step(x0_hat, x, abar_t, abar_s, is_last=False, mean=mean)
             else:
@@ -252,25 +217,23 @@ class DiffuSeqGenerator:
                 words = new_words
                 done = unchanged.ge(self.stop_when_stable)
                 if done.any():  # these rows' words settled: x̂0 is their output, as after a last step
-                    rows = active[done]
-                    out_words[rows], out_scores[rows] = self._output_words(model, predicted[done], embeddings,
-                                                                           kept, done)
-                    steps_taken[rows.cpu()] = index + 1
+                    final[active[done]] = predicted[done]
+                    steps_taken[active[done].cpu()] = index + 1
                     keep = (~done).nonzero().squeeze(1)
                     x, x0_hat, predicted = x[keep], x0_hat[keep], predicted[keep]
                     words, unchanged, active = words[keep], unchanged[keep], active[keep]
                     source = source.select(keep)
-                    if given is not None:
-                        given, kept = given[keep], (kept[0][keep], kept[1][keep])
                     if solver is not None:
                         solver.select_rows(keep)
                     if x.size(0) == 0:
                         break
-        if x.size(0) > 0:
-            everything = torch.ones(x.size(0), dtype=torch.bool, device=device)
-            out_words[active], out_scores[active] = self._output_words(model, predicted, embeddings, kept, everything)
+        # The output is lm_head of the last prediction x̂0, not of its rounding (which the last step
+        # returns): the words are the ones the anchor CE trains, and their log-probs are the model's
+        # confidence. Scored on a rounded x̂0, an exact word embedding, every log-prob was ≈ 0.
+        final[active] = predicted
+        x = final
 
-        compact, valid, scores, end_scores = self._compact(out_words, out_scores)
+        compact, valid, scores, end_scores = self._compact(*most_likely_words(x, embeddings, model.output_bias))
         ranking, _ = mbr_order(compact.view(batch, cands, -1), valid.view(batch, cands, -1))
         compact_history = [self._compact(*most_likely_words(h, embeddings, model.output_bias)) for h in history]
 

@@ -71,14 +71,6 @@ class NetworkConfig:
         default=False, metadata={"help": "source attends only to the source and gets no time embedding, so its "
                                  "keys/values are computed once per sentence and reused by every step"}
     )
-    reveal_target: bool = field(
-        default=False, metadata={"help": "train with a random share r ~ U(0, 1) of the target words given clean "
-                                 "(flagged by a learned embedding; the loss covers the others), and decode "
-                                 "mask-predict style: after each step the most confident words so far are "
-                                 "given clean to the next, a share that grows to all of them over the steps. "
-                                 "A denoiser that only ever sees noised gold learns no way to fix its own "
-                                 "repeated words; one that sees some words fixed can fill in the rest"}
-    )
     glance_rate: float = field(
         default=0.0, metadata={"help": "glancing training (GLAT): a first pass without gradient predicts the "
                                "words, and the second, trained pass is given this share of as many gold words as "
@@ -144,9 +136,7 @@ class DiffuSeqNetwork(nn.Module):
             raise ValueError(f"unknown --target-positions {cfg.target_positions!r}; choose continue or restart")
         if not 0 <= cfg.glance_rate <= 1:
             raise ValueError(f"--glance-rate must be in [0, 1], got {cfg.glance_rate}")
-        if cfg.reveal_target and cfg.glance_rate > 0:
-            raise ValueError("--reveal-target and --glance-rate are two ways of giving words; choose one")
-        if self.gives_words:
+        if cfg.glance_rate > 0:
             self.embed_revealed = nn.Parameter(torch.zeros(hidden))  # added where a target word is given
         else:
             self.register_parameter("embed_revealed", None)
@@ -176,11 +166,6 @@ class DiffuSeqNetwork(nn.Module):
         # fails on integer tensors; the sampler rounds them.
         self.register_buffer("timestep_loss_history", torch.zeros(cfg.num_timesteps, IMPORTANCE_HISTORY))
         self.register_buffer("timestep_loss_count", torch.zeros(cfg.num_timesteps))
-
-    @property
-    def gives_words(self) -> bool:
-        """Whether training gives the denoiser some target words clean (--reveal-target, --glance-rate)."""
-        return self.cfg.reveal_target or self.cfg.glance_rate > 0
 
     def importance_sampler(self, uniform_prob: float, bins: int = 0) -> LossSecondMomentSampler:
         return LossSecondMomentSampler(self.timestep_loss_history, self.timestep_loss_count, uniform_prob, bins,
@@ -233,11 +218,11 @@ class DiffuSeqNetwork(nn.Module):
         """Predict x0 for the target canvas x_t ([B, Lt, latent]) at steps t ([B]).
 
         With ``with_source`` also return the prediction at the source positions (the official
-        loss covers them): a pair (source x̂0, target x̂0). ``revealed`` ([B, Lt] bool, under
-        --reveal-target) marks the target positions whose x_t is a clean word embedding.
+        loss covers them): a pair (source x̂0, target x̂0). ``revealed`` ([B, Lt] bool, in training
+        under --glance-rate) marks the target positions whose x_t is a clean word embedding.
         """
-        if revealed is not None and not self.gives_words:
-            raise ValueError("revealed target positions need a model trained with --reveal-target or --glance-rate")
+        if revealed is not None and self.embed_revealed is None:
+            raise ValueError("revealed target positions need a model trained with --glance-rate")
         x_t = x_t.to(self.embed_tokens.weight.dtype)
         if self_cond is not None:
             self_cond = self_cond.to(x_t.dtype)
@@ -268,13 +253,6 @@ class DiffuSeqNetwork(nn.Module):
         if with_source:
             return self.output_down_proj(source_hidden), self.output_down_proj(hidden)
         return self.output_down_proj(hidden)
-
-    @staticmethod
-    def draw_revealed(target: torch.Tensor) -> torch.Tensor:
-        """Target positions given clean under --reveal-target ([B, Lt] bool): CMLM's draw, a share
-        r ~ U(0, 1) per sentence and each position given with probability r."""
-        share = torch.rand(target.size(0), 1, device=target.device)
-        return torch.rand(target.shape, device=target.device) < share
 
     def glance(self, x_t, t, source, target: torch.Tensor, z0: torch.Tensor):
         """GLAT's draw: as many gold words as ⌈rate · (words the model gets wrong without help)⌉,
@@ -318,10 +296,7 @@ class DiffuSeqNetwork(nn.Module):
             rate = (1 - diffusion.alphas_cumprod.to(t.device)[t]).sqrt().float() * self.cfg.absorb_rate
             x_t = discrete_absorb(x_t, rate, torch.ones_like(target, dtype=torch.bool), self.mean_embed)
         revealed = None
-        if self.cfg.reveal_target:
-            revealed = self.draw_revealed(target)
-            x_t = torch.where(revealed.unsqueeze(-1), z0.to(x_t.dtype), x_t)
-        elif self.cfg.glance_rate > 0:
+        if self.cfg.glance_rate > 0:
             x_t, revealed = self.glance(x_t, t, source, target, z0)
         self_cond = None
         if self.cfg.self_condition and torch.rand(()) < self_condition_prob:
@@ -340,7 +315,7 @@ class DiffuSeqNetwork(nn.Module):
             return mse, rounding, diffusion.prior_loss(noisy).mean(-1)
 
         mse, rounding, prior = position_terms(tgt_pred, target, z0, clean)
-        # Given words are copied, not predicted: like CMLM, only the hidden ones are scored.
+        # Given words are copied, not predicted: as in GLAT, only the others are scored.
         mask = torch.ones_like(target, dtype=torch.float) if revealed is None else (~revealed).float()
         if loss_positions == "all":
             src_terms = position_terms(src_pred, src_tokens, source.embeddings, self.embed(src_tokens))

@@ -23,11 +23,11 @@ def sample():
 
 
 def make(sampler="dpm-solver++", steps=5, candidates=3, seed=1, history=False, eta=0.0, stop=0,
-         canvas=lambda lengths: 6, lowest=0, shown_floor=0, mask_predict=True):
+         canvas=lambda lengths: 6, lowest=0, shown_floor=0):
     return DiffuSeqGenerator((PAD, BOS, EOS), sampler=sampler, num_steps=steps, total_steps=50, step_spacing="uniform",
                              eta=eta, rounding="l2", num_candidates=candidates, canvas_length=canvas,
                              retain_history=history, base_seed=seed, stop_when_stable=stop, lowest_step=lowest,
-                             shown_step_floor=shown_floor, mask_predict=mask_predict)
+                             shown_step_floor=shown_floor)
 
 
 @pytest.mark.parametrize("sampler, steps, eta", [("ddpm", 50, 0.0), ("ddim", 10, 0.5), ("dpm-solver++", 5, 0.0)])
@@ -136,10 +136,10 @@ class RecordingDenoiser(torch.nn.Module):
         self.embed_tokens, self.encode_source = network.embed_tokens, network.encode_source
         self.word_embeddings, self.output_bias = network.word_embeddings, network.output_bias
 
-    def denoise(self, x, t, source, self_cond=None, revealed=None):
+    def denoise(self, x, t, source, self_cond=None):
         self.calls.append(x.size(0))
         if self.words is None:
-            return self.inner.denoise(x, t, source, self_cond, revealed=revealed)
+            return self.inner.denoise(x, t, source, self_cond)
         return self.word_embeddings()[self.words].expand(x.size(0), -1, -1).clone()
 
 
@@ -209,43 +209,3 @@ def test_output_is_lm_head_of_the_last_prediction_with_its_log_probs(network, mo
     kept = [p for p, i in enumerate(ids.tolist()) if i not in (PAD, BOS)][:n]
     assert torch.allclose(hypo["positional_scores"][:-1], best[kept])
     assert hypo["score"] < -0.1  # a random network is unsure of its words
-
-
-def word_giving_network(monkeypatch, **option):
-    """A network trained to be given words, and the (x, revealed) of each of its model calls."""
-    torch.manual_seed(0)
-    cfg = NetworkConfig(encoder_layers=1, encoder_embed_dim=32, encoder_attention_heads=2, encoder_ffn_embed_dim=64,
-                        latent_dim=8, num_timesteps=50, **option)
-    net = DiffuSeqNetwork(cfg, VOCAB, PAD).eval()
-    calls, denoise = [], net.denoise
-
-    def recording(x, t, source, self_cond=None, revealed=None):
-        calls.append((x, revealed))
-        return denoise(x, t, source, self_cond, revealed=revealed)
-
-    monkeypatch.setattr(net, "denoise", recording)
-    return net, calls
-
-
-def test_reveal_target_decodes_mask_predict_style(monkeypatch):
-    net, calls = word_giving_network(monkeypatch, reveal_target=True)
-    hypos = make(steps=5, candidates=2).generate([net], sample())
-    assert len(hypos) == 2 and all(h["tokens"][-1] == EOS for s in hypos for h in s)
-    # The canvas has 6 positions: 0, 1, 2, 3, 4 of them given at the five calls (CMLM's linear schedule).
-    assert [revealed.sum(1).tolist() for _, revealed in calls] == [[n] * 4 for n in range(5)]
-    embeddings = net.word_embeddings()
-    for x, revealed in calls[1:]:  # a given position holds exactly a word's embedding
-        given = x[revealed]
-        assert torch.allclose(given, embeddings[nearest_ids(given, embeddings)])
-
-
-def nearest_ids(x, embeddings):
-    return torch.cdist(x, embeddings).argmin(-1)
-
-
-@pytest.mark.parametrize("option", [{"reveal_target": True}, {"glance_rate": 0.5}])
-def test_no_words_are_given_to_a_glancing_model_or_without_mask_predict(monkeypatch, option):
-    net, calls = word_giving_network(monkeypatch, **option)
-    # --no-mask-predict for the revealing model
-    make(steps=3, candidates=1, mask_predict="reveal_target" not in option).generate([net], sample())
-    assert len(calls) == 3 and all(revealed is None for _, revealed in calls)

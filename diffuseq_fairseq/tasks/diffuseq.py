@@ -71,10 +71,6 @@ class DiffuSeqConfig(TranslationConfig):
                              "this many steps, and drop it from the batch (as fairseq's iterative refinement "
                              "stops LevT); 0 runs every step"}
     )
-    no_mask_predict: bool = field(
-        default=False, metadata={"help": "decode a model trained with --reveal-target as plain diffusion, giving "
-                                 "it no words"}
-    )
 
 
 class TruncatedItems(BaseWrapperDataset):
@@ -237,7 +233,6 @@ class DiffuSeqTask(TranslationTask):
             stop_when_stable=int(knob("stop_when_stable")),
             lowest_step=self.lowest_sampling_step(model, knob("step_range")),
             shown_step_floor=self.shown_step_floor(knob("shown_timestep_fraction"), total_steps),
-            mask_predict=not knob("no_mask_predict"),
         )
 
     @staticmethod
