@@ -61,8 +61,9 @@ DIFFUSEQ_TASK = "--task diffuseq --canvas-len-a 1.2 --canvas-len-b 4"
 # --lr 1.5e-3: the budget is about 1,200 updates, and the larger step learns faster. MBR 10 / LevT 1.029 / 1.095
 # against 0.936 / 1.041 at 1e-3 and a mean of 0.952 over six end points at 7e-4; validation BLEU at 1,000 updates
 # 10.29 / 9.38 against 9.00 / 9.37 and 8.03 / 8.13 (README: learning rate).
-# Not in it: --glance-rate 0.3 (GLAT) ties within one seed's noise (MBR 10 12.07 against 12.34 for the recipe
-# beside it), since its extra pass costs 21 % of the updates; 0.5 scored 10.86 (README: giving the denoiser words).
+# Not in it: --glance-rate 0.3 (GLAT) ties with MBR 10 (two-seed mean 11.49 against 11.57 for the recipe beside it)
+# and loses 0.8 at |S|=1, its extra pass costing a fifth of the updates; 0.5 scored 10.86 against 12.34
+# (README: giving the denoiser words).
 DIFFUSEQ_TRAIN = (
     "--arch diffuseq_tiny --criterion diffuseq_loss --optimizer adam --adam-betas (0.9,0.98) "
     "--lr 1.5e-3 --lr-scheduler inverse_sqrt --warmup-updates 300 --max-tokens 1024 --dropout 0.1 "
