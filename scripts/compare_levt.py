@@ -61,9 +61,7 @@ DIFFUSEQ_TASK = "--task diffuseq --canvas-len-a 1.2 --canvas-len-b 4"
 # --lr 1.5e-3: the budget is about 1,200 updates, and the larger step learns faster. MBR 10 / LevT 1.029 / 1.095
 # against 0.936 / 1.041 at 1e-3 and a mean of 0.952 over six end points at 7e-4; validation BLEU at 1,000 updates
 # 10.29 / 9.38 against 9.00 / 9.37 and 8.03 / 8.13 (README: learning rate).
-# Not in it: --glance-rate 0.3 (GLAT) ties with MBR 10 (two-seed mean 11.49 against 11.57 for the recipe beside it)
-# and loses 0.8 at |S|=1, its extra pass costing a fifth of the updates; 0.5 scored 10.86 against 12.34
-# (README: giving the denoiser words).
+# Not in it: --glance-rate 0.3 (GLAT) ties with MBR 10 and loses 0.8 BLEU at |S|=1 over two seeds (README).
 DIFFUSEQ_TRAIN = (
     "--arch diffuseq_tiny --criterion diffuseq_loss --optimizer adam --adam-betas (0.9,0.98) "
     "--lr 1.5e-3 --lr-scheduler inverse_sqrt --warmup-updates 300 --max-tokens 1024 --dropout 0.1 "
@@ -91,10 +89,8 @@ VALID_BLEU = (
 )
 DIFFUSEQ_VALID = VALID_BLEU + """ --eval-bleu-args '{"sampler": "dpm-solver++", "diffusion_steps": 10}'"""
 LEVT_VALID = VALID_BLEU + """ --eval-bleu-args '{"iter_decode_max_iter": 9, "iter_decode_eos_penalty": 0}'"""
-# Shown steps floored at 0.95·T (DINOISER's condition-enhanced inference): on both checkpoints of
-# runs v24/v25, all 1,000 test sentences, +0.07 to +0.79 BLEU for |S|=1 and MBR 10, with and without
-# early stopping, except MBR 10 every step on v25 (-0.03); 0.99 is better for |S|=1 only
-# (benchmarks/shown_floor.sh). Runs up to v25 decoded without it.
+# Shown steps floored at 0.95·T (DINOISER): +0.07 to +0.79 BLEU in 7 of 8 decodes of runs v24/v25 on all 1,000
+# test sentences, -0.03 in one (benchmarks/shown_floor.sh, README). Runs up to v25 decoded without it.
 DIFFUSEQ_DECODE = "--sampler dpm-solver++ --diffusion-steps 20 --shown-timestep-fraction 0.95"
 # Measured against the plain decode above: LevT's rule (fairseq's iterative refinement finishes a
 # sentence once an iteration leaves its output unchanged), applied to DiffuSeq's candidates.

@@ -121,7 +121,7 @@ def test_glancing_gives_a_share_of_as_many_gold_words_as_the_first_pass_got_wron
 
     net = DiffuSeqNetwork(NetworkConfig(**SMALL, glance_rate=0.5), 30, 1)
     target = torch.tensor([[7, 8, 2, 1, 1], [4, 2, 1, 1, 1]])
-    guess = torch.tensor([[7, 9, 9, 9, 1], [4, 2, 1, 1, 1]])  # three words wrong, none wrong
+    guess = torch.tensor([[7, 9, 9, 9, 1], [4, 2, 1, 1, 1]])  # the first row gets three words wrong, the second none
     monkeypatch.setattr(net, "denoise", lambda x_t, t, source: torch.zeros(2, 5, 16))
     monkeypatch.setattr(net, "logits", lambda x: F.one_hot(guess, 30).float())
     z0, x_t = torch.randn(2, 5, 16), torch.randn(2, 5, 16)
@@ -143,3 +143,17 @@ def test_glancing_trains_with_given_words_and_decodes_without():
     assert plain.embed_revealed is None
     with pytest.raises(ValueError, match="--glance-rate"):
         plain.denoise(torch.randn(1, 4, 16), torch.tensor([5]), source, revealed=torch.ones(1, 4, dtype=torch.bool))
+
+
+def test_glancing_scores_only_the_words_not_given(monkeypatch):
+    import torch.nn.functional as F
+
+    net = DiffuSeqNetwork(NetworkConfig(**SMALL, glance_rate=0.5, dropout=0.0, attention_dropout=0.0), 30, 1)
+    given = torch.tensor([[True, False, True, True]])
+    monkeypatch.setattr(net, "glance", lambda x_t, t, source, target, z0: (x_t, given))
+    logits, lm_head = [], net.logits
+    monkeypatch.setattr(net, "logits", lambda x: logits.append(lm_head(x)) or logits[-1])  # the anchor's: the last
+    target = torch.tensor([[7, 8, 2, 1]])
+    terms = net.training_terms(torch.tensor([[5, 6, 2]]), torch.tensor([3]), target, torch.tensor([10]),
+                               rounding_term=False)
+    assert torch.allclose(terms["anchor_nll"], F.cross_entropy(logits[-1][0, 1:2], target[0, 1:2]).view(1))
