@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Sequence-level knowledge distillation (Kim & Rush, 2016), the usual training data of
+# non-autoregressive models: train an autoregressive Transformer teacher on DATA_BIN for a
+# wall-clock budget, translate the training set with beam search, and write a data-bin whose
+# training targets are the teacher's translations. Valid and test sets and the dictionaries are
+# DATA_BIN's, so models trained on the result are scored against the real references.
+#
+#   DATA_BIN=data-bin/multi30k_de_en SRC=de TGT=en DEST=data-bin/multi30k_de_en_kd \
+#       TEACHER_MINUTES=35 THREADS=2 BEAM=4 bash scripts/distill.sh
+#
+# The teacher's checkpoint, logs and test BLEU go to WORK (default: DEST/teacher). TEACHER_ARGS and
+# GEN_ARGS add fairseq-train and fairseq-generate options (e.g. GEN_ARGS="--max-len-b 50").
+# Every training pair gets exactly one translation; a missing one is an error, not a dropped pair.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+: "${DATA_BIN:?set DATA_BIN}" "${SRC:?set SRC}" "${TGT:?set TGT}" "${DEST:?set DEST}"
+TEACHER_MINUTES="${TEACHER_MINUTES:-35}"
+BEAM="${BEAM:-4}"
+WORK="${WORK:-$DEST/teacher}"
+export OMP_NUM_THREADS="${THREADS:-2}"
+BIN="$ROOT/.venv/bin"
+[[ -x "$BIN/fairseq-train" ]] || BIN="$(dirname "$(command -v fairseq-train)")"
+# --user-dir only for its checkpoint-loading allowlist (torch >= 2.6 loads weights_only).
+USER_DIR="$ROOT/diffuseq_fairseq"
+for f in dict.$SRC.txt dict.$TGT.txt train.$SRC-$TGT.$SRC.idx valid.$SRC-$TGT.$SRC.idx test.$SRC-$TGT.$SRC.idx; do
+    [[ -f "$DATA_BIN/$f" ]] || { echo "distill: missing $DATA_BIN/$f" >&2; exit 1; }
+done
+mkdir -p "$WORK"
+
+echo "[distill] 1/4 training the teacher for $TEACHER_MINUTES minutes (log: $WORK/train.log)"
+# A small Transformer sized for a CPU budget; checkpoint_last is the teacher.
+"$BIN/fairseq-train" "$DATA_BIN" --source-lang "$SRC" --target-lang "$TGT" --task translation \
+    --arch transformer --share-all-embeddings --encoder-layers 3 --decoder-layers 3 \
+    --encoder-embed-dim 256 --decoder-embed-dim 256 --encoder-ffn-embed-dim 1024 --decoder-ffn-embed-dim 1024 \
+    --encoder-attention-heads 4 --decoder-attention-heads 4 --dropout 0.1 \
+    --criterion label_smoothed_cross_entropy --label-smoothing 0.1 \
+    --optimizer adam --adam-betas '(0.9,0.98)' --lr 1e-3 --lr-scheduler inverse_sqrt --warmup-updates 400 \
+    --max-tokens 2048 --stop-time-hours "$(python3 -c "print($TEACHER_MINUTES / 60)")" \
+    --save-dir "$WORK/ckpt" --no-epoch-checkpoints --disable-validation --cpu --num-workers 0 \
+    --no-progress-bar --log-interval 100 ${TEACHER_ARGS:-} > "$WORK/train.log" 2>&1
+TEACHER="$WORK/ckpt/checkpoint_last.pt"
+
+# --required-batch-size-multiple 1: fairseq 0.12 drops a last batch smaller than the multiple (fairseq#5036).
+generate() {  # subset, output file
+    "$BIN/fairseq-generate" "$DATA_BIN" --user-dir "$USER_DIR" --source-lang "$SRC" --target-lang "$TGT" \
+        --task translation --path "$TEACHER" --gen-subset "$1" --beam "$BEAM" --max-tokens 8000 \
+        --required-batch-size-multiple 1 --cpu --num-workers 0 ${GEN_ARGS:-} "${@:3}" > "$2" 2> "$2.log"
+}
+echo "[distill] 2/4 teacher on the test set (beam $BEAM)"
+generate test "$WORK/gen_test.txt" --remove-bpe
+tail -n 1 "$WORK/gen_test.txt" | tee "$WORK/test_bleu.txt"
+
+echo "[distill] 3/4 translating the training set (beam $BEAM; output $WORK/gen_train.txt)"
+generate train "$WORK/gen_train.txt"
+
+echo "[distill] 4/4 binarizing the distilled training set into $DEST"
+"$BIN/python" -m diffuseq_fairseq.dataprep.distill "$WORK/gen_train.txt" --data-bin "$DATA_BIN" \
+    --source-lang "$SRC" --target-lang "$TGT" --destdir "$DEST"
+"$BIN/fairseq-preprocess" --source-lang "$SRC" --target-lang "$TGT" --trainpref "$DEST/text/train" \
+    --srcdict "$DATA_BIN/dict.$SRC.txt" --tgtdict "$DATA_BIN/dict.$TGT.txt" --destdir "$DEST" \
+    --workers 2 > "$WORK/preprocess.log" 2>&1
+echo "[distill] done: $DEST (training targets from the teacher; valid, test and dictionaries from $DATA_BIN)"
