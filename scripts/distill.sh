@@ -11,6 +11,7 @@
 # The teacher's checkpoint, logs and test BLEU go to WORK (default: DEST/teacher). TEACHER_ARGS and
 # GEN_ARGS add fairseq-train and fairseq-generate options (e.g. GEN_ARGS="--max-len-b 50").
 # Every training pair gets exactly one translation; a missing one is an error, not a dropped pair.
+# Idempotent: does nothing if DEST already holds a distilled training set, unless FORCE=1.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,6 +28,10 @@ USER_DIR="$ROOT/diffuseq_fairseq"
 for f in dict.$SRC.txt dict.$TGT.txt train.$SRC-$TGT.$SRC.idx valid.$SRC-$TGT.$SRC.idx test.$SRC-$TGT.$SRC.idx; do
     [[ -f "$DATA_BIN/$f" ]] || { echo "distill: missing $DATA_BIN/$f" >&2; exit 1; }
 done
+if [[ -f "$DEST/train.$SRC-$TGT.$TGT.bin" && "${FORCE:-0}" != 1 ]]; then
+    echo "$DEST already distilled (set FORCE=1 to redo)"
+    exit 0
+fi
 mkdir -p "$WORK"
 
 echo "[distill] 1/4 training the teacher for $TEACHER_MINUTES minutes (log: $WORK/train.log)"

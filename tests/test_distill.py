@@ -77,3 +77,6 @@ def test_distill_script_end_to_end(tmp_path):
     dictionary_size = len((data_bin / "dict.out.txt").read_text().splitlines())
     assert all(len(t) == len(h.split()) + 1 for t, h in zip(targets, hypotheses))  # + </s>
     assert max(int(t.max()) for t in targets) < dictionary_size + 4  # the original dictionary
+
+    again = subprocess.run(["bash", str(REPO / "scripts" / "distill.sh")], env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and "already distilled" in again.stdout  # no second teacher

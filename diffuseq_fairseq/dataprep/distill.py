@@ -32,7 +32,10 @@ def indexed_dataset_size(index_path: Path) -> int:
 
 
 def read_translations(gen_path: Path, n_pairs: int) -> Tuple[List[str], List[str]]:
-    """Sources (S- lines) and best hypotheses (first H- line) of sentences 0..n_pairs-1, in order."""
+    """Sources (S- lines) and best hypotheses (first H- line) of sentences 0..n_pairs-1, in order.
+
+    Stricter than ``evaluation.readers.read_file``, which scores whatever ids it finds: here an
+    unreadable, repeated or out-of-range line is an error, since it would cost a training pair."""
     sources: Dict[int, str] = {}
     hypotheses: Dict[int, str] = {}
     with open(gen_path, encoding="utf-8") as lines:

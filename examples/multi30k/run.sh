@@ -12,8 +12,7 @@ bash scripts/setup.sh
 bash scripts/prepare_multi30k.sh
 DATA_BIN=data-bin/multi30k_de_en
 if [[ "${DISTILL:-0}" == 1 ]]; then
-    [[ -f data-bin/multi30k_de_en_kd/train.de-en.en.bin ]] || \
-        DATA_BIN=$DATA_BIN SRC=de TGT=en DEST=data-bin/multi30k_de_en_kd bash scripts/distill.sh
+    DATA_BIN=$DATA_BIN SRC=de TGT=en DEST=data-bin/multi30k_de_en_kd bash scripts/distill.sh
     DATA_BIN=data-bin/multi30k_de_en_kd
 fi
 .venv/bin/python scripts/compare_levt.py --data-bin "$DATA_BIN" --source-lang de --target-lang en \
