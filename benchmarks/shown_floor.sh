@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Decode one DiffuSeq checkpoint with several --shown-timestep-fraction values (DINOISER's
-# condition-enhanced inference) and print paper BLEU / sacreBLEU / self-BLEU and speed per decode.
+# condition-enhanced inference) and print paper BLEU / sacreBLEU / self-BLEU, speed and foreign words per decode.
 #   bash benchmarks/shown_floor.sh CHECKPOINT DATA_BIN OUT_DIR [fairseq-generate options...]
 # e.g. bash benchmarks/shown_floor.sh runs/compare_multi30k_v25_default/ckpt_diffuseq/checkpoint_best.pt \
 #        data-bin/multi30k_de_en runs/shown_floor_v25 --source-lang de --target-lang en
@@ -42,16 +42,30 @@ tags=()
 for entry in "${decode_list[@]}"; do
     for fraction in $fractions; do tags+=("${entry%%:*}_$fraction"); done
 done
-"$python" - "$out" "${tags[@]}" <<'PY'
-import re, sys
+# foreign%: the share of outputs holding a word that no training target holds (a source-language word,
+# which the joined dictionary allows), against DATA_BIN/text/train.<--target-lang> where the prepare scripts
+# wrote it ("-" without it).
+target_lang=""
+options=("$@")
+for i in "${!options[@]}"; do
+    if [ "${options[$i]}" = --target-lang ]; then target_lang=${options[$((i + 1))]:-}; fi
+done
+"$python" - "$out" "$data_bin/text/train.$target_lang" "${tags[@]}" <<'PY'
+import os, re, sys
 from diffuseq_fairseq.evaluation.metrics import evaluate
 from diffuseq_fairseq.evaluation.readers import read_file
-out, tags = sys.argv[1], sys.argv[2:]
-print(f"{'decode':22s} {'BLEU':>7s} {'sacre':>7s} {'self-BLEU':>10s} {'sent/s':>8s}")
+out, train_targets, tags = sys.argv[1], sys.argv[2], sys.argv[3:]
+known = None
+if os.path.isfile(train_targets):
+    with open(train_targets, encoding="utf-8") as f:
+        known = set(f.read().replace("@@ ", "").split())
+print(f"{'decode':22s} {'BLEU':>7s} {'sacre':>7s} {'self-BLEU':>10s} {'sent/s':>8s} {'foreign%':>9s}")
 for tag in tags:
     g = read_file(f"{out}/gen_{tag}.txt")
     m = evaluate(g.selected, g.references, g.candidates)
     speed = re.search(r"\(([\d.]+) sentences/s", open(f"{out}/log_{tag}.txt").read())  # fairseq logs it to stderr
     self_bleu = f"{100 * m['self_bleu']:.2f}" if m.get("self_bleu") is not None else "-"
-    print(f"{tag:22s} {100 * m['bleu']:7.2f} {100 * m['sacrebleu']:7.2f} {self_bleu:>10s} {speed.group(1) if speed else '-':>8s}")
+    foreign = "-" if known is None else f"{100 * sum(not set(h.split()) <= known for h in g.selected) / len(g.selected):.1f}"
+    print(f"{tag:22s} {100 * m['bleu']:7.2f} {100 * m['sacrebleu']:7.2f} {self_bleu:>10s} "
+          f"{speed.group(1) if speed else '-':>8s} {foreign:>9s}")
 PY

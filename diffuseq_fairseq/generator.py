@@ -9,9 +9,12 @@ by MBR inside ``generate()`` and all are returned best first (``--nbest K`` prin
 A batch is decoded in groups of similar canvas length. With ``--stop-when-stable K`` a candidate
 whose x̂0 words have not changed for K steps leaves the batch with x̂0 as its output, the rule
 fairseq's iterative refinement applies to LevT.
+
+``output_ids`` (``--output-vocab``) limits rounding and output to a subset of the dictionary: with a
+joined dictionary, the words of the training targets, so that no source-language word is output.
 """
 import math
-from typing import Callable, List, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 
@@ -59,6 +62,7 @@ class DiffuSeqGenerator:
         stop_when_stable: int = 0,
         lowest_step: int = 0,
         shown_step_floor: int = 0,
+        output_ids: Optional[torch.Tensor] = None,
     ):
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown --sampler {sampler!r}; choose one of {SAMPLERS}")
@@ -82,6 +86,8 @@ class DiffuSeqGenerator:
         self.stop_when_stable = stop_when_stable
         self.lowest_step = lowest_step
         self.shown_step_floor = shown_step_floor
+        # The words the process may round to and output (sorted ids); None: the whole dictionary.
+        self.output_ids = output_ids
 
     def _initial_noise(self, sample_ids: torch.Tensor, canvas: int, latent: int, device, dtype) -> torch.Tensor:
         """One noise draw per (sentence id, candidate): the same --seed gives the same candidates."""
@@ -115,12 +121,12 @@ class DiffuSeqGenerator:
             "steps": steps,
         }
 
-    def _word_ids(self, model, x0_hat: torch.Tensor, embeddings: torch.Tensor):
-        """Round x̂0 as --rounding says; return (x̂0 to step with, the words it stands for)."""
+    def _word_ids(self, x0_hat: torch.Tensor, embeddings: torch.Tensor, output_bias: torch.Tensor):
+        """Round x̂0 as --rounding says; return (x̂0 to step with, the rows of ``embeddings`` it stands for)."""
         if self.rounding == "l2":
             ids = nearest_embedding_ids(x0_hat, embeddings)
         elif self.rounding == "logits" or self.stop_when_stable:
-            ids, _ = most_likely_words(x0_hat, embeddings, model.output_bias, with_log_probs=False)
+            ids, _ = most_likely_words(x0_hat, embeddings, output_bias, with_log_probs=False)
         else:
             return x0_hat, None
         if self.rounding == "none":
@@ -188,7 +194,10 @@ class DiffuSeqGenerator:
         latest = final.clone() if self.retain_history else None
         steps_taken = torch.full((batch * cands,), len(pairs))
         solver = DPMSolverPP() if self.sampler == "dpm-solver++" else None
-        embeddings = model.word_embeddings()
+        embeddings, output_bias = model.word_embeddings(), model.output_bias
+        if self.output_ids is not None:  # ids below index this subset; output_ids maps them back
+            output_ids = self.output_ids.to(device)
+            embeddings, output_bias = embeddings[output_ids], output_bias[output_ids]
         history, x0_hat, words, unchanged = [], None, None, torch.zeros(x.size(0), dtype=torch.long, device=device)
         for index, (t, abar_t, abar_s) in enumerate(pairs):
             # The model may be shown a noisier step than x holds (DINOISER's condition-enhanced
@@ -201,7 +210,7 @@ class DiffuSeqGenerator:
                 history.append(latest.clone())
             if index == len(pairs) - 1:
                 break  # the output is lm_head(predicted): rounding it and stepping to x_0 would go unused
-            x0_hat, new_words = self._word_ids(model, predicted, embeddings)
+            x0_hat, new_words = self._word_ids(predicted, embeddings, output_bias)
             if solver is not None:
                 x = solver.step(x0_hat, x, abar_t, abar_s, is_last=False, mean=mean)
             else:
@@ -233,9 +242,13 @@ class DiffuSeqGenerator:
         final[active] = predicted
         x = final
 
-        compact, valid, scores, end_scores = self._compact(*most_likely_words(x, embeddings, model.output_bias))
+        def output_words(states):
+            ids, log_probs = most_likely_words(states, embeddings, output_bias)
+            return self._compact(ids if self.output_ids is None else output_ids[ids], log_probs)
+
+        compact, valid, scores, end_scores = output_words(x)
         ranking, _ = mbr_order(compact.view(batch, cands, -1), valid.view(batch, cands, -1))
-        compact_history = [self._compact(*most_likely_words(h, embeddings, model.output_bias)) for h in history]
+        compact_history = [output_words(h) for h in history]
 
         finalized = []
         for b in range(batch):

@@ -41,10 +41,9 @@ MEASURED = (
 )
 
 # CPU-budget recipes: small batches (about 70 pairs) give many updates in a short wall-clock budget.
-# DiffuSeq uses the options that won the toy-task ablation (benchmarks/ablation.py): the anchor
-# loss, embedding normalisation and the source encoded once; and target positions
-# restarted at 0, which at 500 Multi30k updates matched, at the high-noise steps where the source
-# matters, what the paper's layout had at 812 (benchmarks/denoise_by_step.py).
+# DiffuSeq uses the options that won the toy-task ablation (benchmarks/ablation.py): the anchor loss,
+# embedding normalisation and the source encoded once; and target positions restarted at 0, which at 500
+# Multi30k updates matched, at the high-noise steps, the paper's layout at 812 (benchmarks/denoise_by_step.py).
 # Task options, given to training and repeated when decoding (the canvas rule would also be read
 # back from the checkpoint):
 # 1.2|x|+4 holds 99.8 % of Multi30k's targets with 20 % fewer positions than the default 1.5|x|+5,
@@ -68,9 +67,8 @@ DIFFUSEQ_TRAIN = (
     "--attention-dropout 0.0 --anchor-loss-weight 1.0 --rounding-loss-weight 0 --embed-norm --encode-source-once "
     "--target-positions restart --min-timestep-fraction 0.8 --label-smoothing 0.1"
 )
-# LevT tuned as far as DiffuSeq: --lr 1e-3. At this budget (35 CPU minutes, Multi30k, 200 test
-# sentences) it scored sentence BLEU 15.88 / 16.29 in two seeds against 9.25 / 9.31 at fairseq's
-# example rate 5e-4; at 1.5e-3 one seed of two collapsed (README: tuned against tuned).
+# LevT tuned as far as DiffuSeq: --lr 1e-3. At this budget (35 CPU minutes, Multi30k, 200 test sentences) it scored
+# BLEU 15.88 / 16.29 in two seeds against 9.25 / 9.31 at fairseq's 5e-4; at 1.5e-3 one seed of two collapsed (README).
 LEVT_TRAIN = (
     "--task translation_lev_bleu --arch levenshtein_transformer --criterion nat_loss --noise random_delete "
     "--share-all-embeddings --encoder-layers 2 --decoder-layers 2 --encoder-embed-dim 256 --decoder-embed-dim 256 "
@@ -78,11 +76,9 @@ LEVT_TRAIN = (
     "--optimizer adam --adam-betas (0.9,0.98) --lr 1e-3 --lr-scheduler inverse_sqrt --warmup-updates 300 "
     "--max-tokens 1024 --dropout 0.1 --apply-bert-init --label-smoothing 0.1"
 )
-# Validation BLEU along the way on the same 256 shortest valid sentences for both models (fairseq's
-# first two length-sorted batches of 128; the token cap is lifted so that it cannot shrink them
-# differently for each model's token count), every 200 updates and at each epoch's end. LevT
-# validates through the plugin's translation_lev_bleu, which restores the --eval-bleu that
-# fairseq's translation_lev drops.
+# Validation BLEU every 200 updates and at each epoch's end on the same 256 shortest valid sentences for both
+# (fairseq's first two length-sorted batches of 128, with no token cap to shrink them differently per model).
+# LevT validates through the plugin's translation_lev_bleu, which restores fairseq's dropped --eval-bleu.
 VALID_BLEU = (
     "--eval-bleu --eval-bleu-remove-bpe --batch-size-valid 128 --max-tokens-valid 65536 --max-valid-steps 2 "
     "--validate-interval-updates 200"
@@ -246,12 +242,17 @@ def history_curve(gen_file: Path, steps: int):
 
 
 def test_subset(data_bin: Path, source_lang: str, target_lang: str, count: int, out: Path, threads: int) -> Path:
-    """A data-bin holding only the first ``count`` test pairs (same dictionary), for CPU-sized runs."""
+    """A data-bin holding only the first ``count`` test pairs (same dictionary), for CPU-sized runs, and
+    links to the training targets, which --output-vocab auto reads."""
     text = data_bin / "text"
     subset = out / f"test_first_{count}"
+    subset.mkdir(parents=True, exist_ok=True)
+    for suffix in ("bin", "idx"):
+        train = data_bin / f"train.{source_lang}-{target_lang}.{target_lang}.{suffix}"
+        if train.exists() and not (subset / train.name).exists():
+            (subset / train.name).symlink_to(train.resolve())
     if (subset / f"test.{source_lang}-{target_lang}.{source_lang}.bin").exists():
         return subset
-    subset.mkdir(parents=True, exist_ok=True)
     for lang in (source_lang, target_lang):
         lines = (text / f"test.{lang}").read_text(encoding="utf-8").splitlines()[:count]
         (subset / f"raw.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")

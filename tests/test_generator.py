@@ -23,11 +23,11 @@ def sample():
 
 
 def make(sampler="dpm-solver++", steps=5, candidates=3, seed=1, history=False, eta=0.0, stop=0,
-         canvas=lambda lengths: 6, lowest=0, shown_floor=0):
+         canvas=lambda lengths: 6, lowest=0, shown_floor=0, output_ids=None):
     return DiffuSeqGenerator((PAD, BOS, EOS), sampler=sampler, num_steps=steps, total_steps=50, step_spacing="uniform",
                              eta=eta, rounding="l2", num_candidates=candidates, canvas_length=canvas,
                              retain_history=history, base_seed=seed, stop_when_stable=stop, lowest_step=lowest,
-                             shown_step_floor=shown_floor)
+                             shown_step_floor=shown_floor, output_ids=output_ids)
 
 
 @pytest.mark.parametrize("sampler, steps, eta", [("ddpm", 50, 0.0), ("ddim", 10, 0.5), ("dpm-solver++", 5, 0.0)])
@@ -209,3 +209,17 @@ def test_output_is_lm_head_of_the_last_prediction_with_its_log_probs(network, mo
     kept = [p for p, i in enumerate(ids.tolist()) if i not in (PAD, BOS)][:n]
     assert torch.allclose(hypo["positional_scores"][:-1], best[kept])
     assert hypo["score"] < -0.1  # a random network is unsure of its words
+
+
+@pytest.mark.parametrize("stop", [0, 1])
+def test_output_ids_limit_every_word_and_all_ids_change_nothing(network, stop):
+    allowed = torch.tensor([BOS, PAD, EOS, 4, 9, 13])
+    for hypos in make(history=True, stop=stop, output_ids=allowed).generate([network], sample()):
+        for hypo in hypos:
+            for tokens in [hypo["tokens"]] + [h["tokens"] for h in hypo["history"]]:
+                assert set(tokens.tolist()) <= set(allowed.tolist())
+
+    def words(generator):
+        return [[h["tokens"].tolist() for h in hypos] for hypos in generator.generate([network], sample())]
+
+    assert words(make(stop=stop, output_ids=torch.arange(VOCAB))) == words(make(stop=stop))

@@ -12,12 +12,13 @@
 """
 import functools
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Optional, Tuple
 
 import numpy as np
 import torch
-from fairseq.data import BaseWrapperDataset, LanguagePairDataset
+from fairseq.data import BaseWrapperDataset, LanguagePairDataset, data_utils
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
@@ -70,6 +71,12 @@ class DiffuSeqConfig(TranslationConfig):
         default=0, metadata={"help": "finish a candidate once the words of its x0 estimate have not changed for "
                              "this many steps, and drop it from the batch (as fairseq's iterative refinement "
                              "stops LevT); 0 runs every step"}
+    )
+    output_vocab: str = field(
+        default="auto", metadata={"help": "words the reverse process may round to and output: all (the joined "
+                                  "dictionary) | target (the dictionary's special symbols and the words of the data "
+                                  "dir's training targets, so no source-language word) | auto (target where the "
+                                  "training targets are in the data dir, else all)"}
     )
 
 
@@ -233,7 +240,44 @@ class DiffuSeqTask(TranslationTask):
             stop_when_stable=int(knob("stop_when_stable")),
             lowest_step=self.lowest_sampling_step(model, knob("step_range")),
             shown_step_floor=self.shown_step_floor(knob("shown_timestep_fraction"), total_steps),
+            output_ids=self.output_ids(knob("output_vocab")),
         )
+
+    def output_ids(self, choice: str) -> Optional[torch.Tensor]:
+        """Ids of --output-vocab (None: every id), read once from the training targets."""
+        if choice not in ("all", "target", "auto"):
+            raise ValueError(f"unknown --output-vocab {choice!r}; choose all, target or auto")
+        if choice == "all":
+            return None
+        if not hasattr(self, "_target_side_ids"):
+            self._target_side_ids = self.target_side_ids()
+        if self._target_side_ids is None:
+            if choice == "target":
+                src, tgt = self.cfg.source_lang, self.cfg.target_lang
+                raise FileNotFoundError(
+                    f"--output-vocab target reads the training targets, but {self.cfg.data.split(os.pathsep)[0]} "
+                    f"holds no train.{src}-{tgt}.{tgt} (or train.{tgt}-{src}.{tgt}); use --output-vocab all"
+                )
+            logger.info("--output-vocab auto: no training targets in the data dir, so all words")
+        return self._target_side_ids
+
+    def target_side_ids(self) -> Optional[torch.Tensor]:
+        """Sorted ids of the dictionary's special symbols and of every word in the training targets
+        of the first data dir (None where there are none)."""
+        data_dir, src, tgt = self.cfg.data.split(os.pathsep)[0], self.cfg.source_lang, self.cfg.target_lang
+        for pair in (f"{src}-{tgt}", f"{tgt}-{src}"):
+            path = os.path.join(data_dir, f"train.{pair}.{tgt}")
+            targets = data_utils.load_indexed_dataset(path, self.tgt_dict, self.cfg.dataset_impl)
+            if targets is not None:
+                break
+        else:
+            return None
+        buffer = getattr(targets, "_bin_buffer", None)  # mmap: one pass over the raw tokens
+        tokens = (np.frombuffer(buffer, dtype=targets._index.dtype) if buffer is not None
+                  else np.concatenate([targets[i].numpy() for i in range(len(targets))]))
+        ids = np.union1d(np.unique(tokens), np.arange(self.tgt_dict.nspecial))
+        logger.info("--output-vocab: %d of %d words, from %s", len(ids), len(self.tgt_dict), path)
+        return torch.from_numpy(ids.astype(np.int64))
 
     @staticmethod
     def shown_step_floor(fraction: Optional[float], total_steps: int) -> int:
