@@ -85,12 +85,12 @@ VALID_BLEU = (
 )
 DIFFUSEQ_VALID = VALID_BLEU + """ --eval-bleu-args '{"sampler": "dpm-solver++", "diffusion_steps": 10}'"""
 LEVT_VALID = VALID_BLEU + """ --eval-bleu-args '{"iter_decode_max_iter": 9, "iter_decode_eos_penalty": 0}'"""
-# Shown steps floored at 0.95·T (DINOISER): +0.07 to +0.79 BLEU in 7 of 8 decodes of runs v24/v25 on all 1,000
-# test sentences, -0.03 in one (benchmarks/shown_floor.sh, README). Runs up to v25 decoded without it.
-DIFFUSEQ_DECODE = "--sampler dpm-solver++ --diffusion-steps 20 --shown-timestep-fraction 0.95"
-# Measured against the plain decode above: LevT's rule (fairseq's iterative refinement finishes a
-# sentence once an iteration leaves its output unchanged), applied to DiffuSeq's candidates.
-EARLY_STOP = "--stop-when-stable 1"
+# Shown steps floored at 0.95·T (DINOISER; from v26): +0.07 to +0.79 BLEU in 7 of 8 decodes of 1,000 sentences. No
+# rounding (from v35): +0.98 / +0.62 BLEU at |S|=1 every step on two seeds, MBR 10 +0.90 / -0.05 (shown_floor.sh, README).
+DIFFUSEQ_DECODE = "--sampler dpm-solver++ --diffusion-steps 20 --shown-timestep-fraction 0.95 --rounding none"
+# LevT's rule (fairseq's iterative refinement finishes a sentence once an iteration leaves its output unchanged), with
+# the paper's rounding: unrounded words settle too early (v34, |S|=1: 9.41 BLEU against 11.63).
+EARLY_STOP = "--stop-when-stable 1 --rounding l2"
 # fairseq 0.12 drops a final batch smaller than --required-batch-size-multiple (fairseq#5036).
 LEVT_DECODE = "--iter-decode-max-iter 9 --iter-decode-eos-penalty 0 --beam 1 --required-batch-size-multiple 1"
 

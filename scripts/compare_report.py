@@ -115,7 +115,7 @@ def early_stop_lines(d, l, early_stop: str):
     rows += [(f"|S|=10, {early_stop}", stop10, f"{speed(stop1) / speed(stop10):.2f}x the time of |S|=1 with it, "
               f"{speed(plain1) / speed(stop10):.2f}x that of |S|=1 every step"),
              ("LevT", levt, "")]
-    lines = ["early stopping (same 20-step schedule):", f"  {'decode':32s} {'BLEU':>6s} {'sent/s':>7s}  ratio"]
+    lines = ["early stopping (same 20-step schedule):", f"  {'decode':44s} {'BLEU':>6s} {'sent/s':>7s}  ratio"]
     for label, entry, ratio in rows:
-        lines.append(f"  {label:32s} {100 * entry['metrics']['bleu']:6.2f} {speed(entry):7.1f}  {ratio}")
+        lines.append(f"  {label:44s} {100 * entry['metrics']['bleu']:6.2f} {speed(entry):7.1f}  {ratio}")
     return lines
