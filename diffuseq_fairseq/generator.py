@@ -195,8 +195,8 @@ class DiffuSeqGenerator:
         steps_taken = torch.full((batch * cands,), len(pairs))
         solver = DPMSolverPP() if self.sampler == "dpm-solver++" else None
         embeddings, output_bias = model.word_embeddings(), model.output_bias
-        if self.output_ids is not None:  # ids below index this subset; output_ids maps them back
-            output_ids = self.output_ids.to(device)
+        output_ids = None if self.output_ids is None else self.output_ids.to(device)
+        if output_ids is not None:  # ids below index this subset; output_ids maps them back
             embeddings, output_bias = embeddings[output_ids], output_bias[output_ids]
         history, x0_hat, words, unchanged = [], None, None, torch.zeros(x.size(0), dtype=torch.long, device=device)
         for index, (t, abar_t, abar_s) in enumerate(pairs):
@@ -244,7 +244,7 @@ class DiffuSeqGenerator:
 
         def output_words(states):
             ids, log_probs = most_likely_words(states, embeddings, output_bias)
-            return self._compact(ids if self.output_ids is None else output_ids[ids], log_probs)
+            return self._compact(ids if output_ids is None else output_ids[ids], log_probs)
 
         compact, valid, scores, end_scores = output_words(x)
         ranking, _ = mbr_order(compact.view(batch, cands, -1), valid.view(batch, cands, -1))

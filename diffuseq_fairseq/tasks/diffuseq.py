@@ -18,6 +18,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 import torch
+from fairseq import utils
 from fairseq.data import BaseWrapperDataset, LanguagePairDataset, data_utils
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
@@ -244,27 +245,26 @@ class DiffuSeqTask(TranslationTask):
         )
 
     def output_ids(self, choice: str) -> Optional[torch.Tensor]:
-        """Ids of --output-vocab (None: every id), read once from the training targets."""
+        """Ids of --output-vocab (None: every id)."""
         if choice not in ("all", "target", "auto"):
             raise ValueError(f"unknown --output-vocab {choice!r}; choose all, target or auto")
         if choice == "all":
             return None
-        if not hasattr(self, "_target_side_ids"):
-            self._target_side_ids = self.target_side_ids()
-        if self._target_side_ids is None:
+        if self.target_side_ids is None:
             if choice == "target":
                 src, tgt = self.cfg.source_lang, self.cfg.target_lang
                 raise FileNotFoundError(
-                    f"--output-vocab target reads the training targets, but {self.cfg.data.split(os.pathsep)[0]} "
+                    f"--output-vocab target reads the training targets, but {utils.split_paths(self.cfg.data)[0]} "
                     f"holds no train.{src}-{tgt}.{tgt} (or train.{tgt}-{src}.{tgt}); use --output-vocab all"
                 )
             logger.info("--output-vocab auto: no training targets in the data dir, so all words")
-        return self._target_side_ids
+        return self.target_side_ids
 
+    @functools.cached_property
     def target_side_ids(self) -> Optional[torch.Tensor]:
         """Sorted ids of the dictionary's special symbols and of every word in the training targets
-        of the first data dir (None where there are none)."""
-        data_dir, src, tgt = self.cfg.data.split(os.pathsep)[0], self.cfg.source_lang, self.cfg.target_lang
+        of the first data dir (None where there are none); read once."""
+        data_dir, src, tgt = utils.split_paths(self.cfg.data)[0], self.cfg.source_lang, self.cfg.target_lang
         for pair in (f"{src}-{tgt}", f"{tgt}-{src}"):
             path = os.path.join(data_dir, f"train.{pair}.{tgt}")
             targets = data_utils.load_indexed_dataset(path, self.tgt_dict, self.cfg.dataset_impl)
