@@ -3,18 +3,22 @@
 Pipeline per split: read and validate (:mod:`.validate`) -> optional lowercasing -> optional Moses
 tokenization -> optional joint BPE learned on train source+target -> ``DESTDIR/text/{split}.{lang}``
 -> ``fairseq-preprocess --joined-dictionary`` into ``DESTDIR`` (run with this same interpreter).
+Then one line per split with the pair count, mean lengths and canvas coverage (:mod:`.lengths`).
 
 Usage::
 
-    python -m diffuseq_fairseq.dataprep.prepare --jsonl-dir DIR --destdir DEST [options]
+    python -m diffuseq_fairseq.dataprep.prepare --jsonl-dir DIR [--split-valid N,M] --destdir DEST [options]
     python -m diffuseq_fairseq.dataprep.prepare --trainpref P --validpref P [--testpref P] \\
         --source-lang S --target-lang T --destdir DEST [options]
+    python -m diffuseq_fairseq.dataprep.prepare --captions-dir DIR --destdir DEST [options]
 
     options: --tokenize {none,moses} [--moses-lang L] --lowercase --bpe-merges N
              --on-empty {error,skip} --workers N --force
 
-A missing test split (no ``test.jsonl`` / no ``--testpref``) reuses the valid split, so
-``fairseq-generate --gen-subset test`` always works.
+A missing test split (no ``test.jsonl`` / no ``--testpref`` / ``--split-valid N,0``) reuses the
+valid split, so ``fairseq-generate --gen-subset test`` always works. ``--split-valid`` cuts a folder
+holding only ``valid.jsonl`` into three splits (:mod:`.holdout`); ``--captions-dir`` builds the
+caption-paraphrase task and its multi-reference files in ``DEST/refs`` (:mod:`.captions`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .captions import (CAPTION_LANG, REFS_DIR, CaptionSplit, cyclic_pairs, held_out_pairs,
+                       read_caption_split, remove_references, write_references)
+from .holdout import cut_holdout, parse_holdout_sizes
+from .lengths import length_summary, token_lengths
 from .validate import ON_EMPTY_CHOICES, DataError, ReadStats, read_diffuseq_jsonl, read_parallel
 
 SPLITS = ("train", "valid", "test")
@@ -53,13 +61,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Validate, tokenize and BPE-encode raw seq2seq data, then binarize it with "
         "fairseq-preprocess --joined-dictionary.",
     )
-    src = parser.add_argument_group("input: --jsonl-dir, or --trainpref/--validpref with languages")
-    src.add_argument("--jsonl-dir", help="holds train.jsonl, valid.jsonl[, test.jsonl]")
+    src = parser.add_argument_group(
+        "input: --jsonl-dir, --trainpref/--validpref with languages, or --captions-dir")
+    src.add_argument("--jsonl-dir", help="holds train.jsonl, valid.jsonl[, test.jsonl]; or only "
+                     "valid.jsonl, cut with --split-valid")
+    src.add_argument("--split-valid", type=parse_holdout_sizes, metavar="N,M",
+                     help="with a --jsonl-dir holding only valid.jsonl (e.g. DiffuSeq's released QQP "
+                     "split): cut it in file order, without shuffling: the last N+M pairs become "
+                     "valid (N) and test (M, the very last; 0: test reuses valid), all pairs before "
+                     "them train")
     src.add_argument("--trainpref", help="parallel text: reads TRAINPREF.S and TRAINPREF.T")
     src.add_argument("--validpref")
     src.add_argument("--testpref", help="optional; defaults to reusing the valid split")
     src.add_argument("--source-lang", help="file suffix of the source side (parallel input)")
     src.add_argument("--target-lang", help="file suffix of the target side (parallel input)")
+    src.add_argument("--captions-dir", help="caption paraphrase: five line-aligned caption files "
+                     "per split, {train,val,test_a}.{1..5}.en (line k = image k); train on the five "
+                     "cyclic pairs of each image (1->2, ..., 5->1), valid/test on caption 3 -> 1, "
+                     "with the caption-3 sources and the four references (captions 1, 2, 4, 5) as "
+                     "plain text in DEST/refs/{valid,test}.src and .ref1..4; --on-empty skip drops "
+                     "an image with an empty caption")
     parser.add_argument("--destdir", required=True, help="output data-bin directory")
     parser.add_argument("--tokenize", choices=("none", "moses"), default="none",
                         help="'none' for already tokenized input (default)")
@@ -74,8 +95,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--force", action="store_true", help="overwrite an existing data-bin")
     args = parser.parse_args(argv)
 
-    if bool(args.jsonl_dir) == bool(args.trainpref):
-        parser.error("give exactly one of --jsonl-dir or --trainpref")
+    if sum(map(bool, (args.jsonl_dir, args.trainpref, args.captions_dir))) != 1:
+        parser.error("give exactly one of --jsonl-dir, --trainpref or --captions-dir")
+    if args.split_valid and not args.jsonl_dir:
+        parser.error("--split-valid needs --jsonl-dir")
     if args.trainpref:
         if not (args.validpref and args.source_lang and args.target_lang):
             parser.error("--trainpref needs --validpref, --source-lang and --target-lang")
@@ -90,26 +113,45 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def languages(args: argparse.Namespace) -> tuple[str, str]:
     """File suffixes of the source and target side, in the input and in the data-bin."""
-    return ("src", "tgt") if args.jsonl_dir else (args.source_lang, args.target_lang)
+    if args.trainpref:
+        return args.source_lang, args.target_lang
+    return "src", "tgt"
+
+
+def read_jsonl_splits(args: argparse.Namespace) -> list[Split]:
+    directory = Path(args.jsonl_dir)
+    if args.split_valid:
+        for name in ("train", "test"):
+            if (directory / f"{name}.jsonl").exists():
+                raise DataError(f"{directory / name}.jsonl: --split-valid cuts valid.jsonl into all "
+                                f"three splits, so the folder must not hold {name}.jsonl too "
+                                "(without --split-valid it is used)")
+        pairs, stats = read_diffuseq_jsonl(directory / "valid.jsonl", args.on_empty)
+        return [Split(*part) for part in cut_holdout(pairs, stats, *args.split_valid)]
+    if not (directory / "train.jsonl").exists():
+        raise DataError(f"{directory / 'train.jsonl'}: cannot open: no such file (a folder holding "
+                        "only valid.jsonl, like DiffuSeq's released QQP split, can be cut into "
+                        "train/valid/test with --split-valid N,M)")
+    splits = []
+    for name in SPLITS:
+        path = directory / f"{name}.jsonl"
+        if name == "test" and not path.exists():
+            continue
+        splits.append(Split(name, *read_diffuseq_jsonl(path, args.on_empty)))
+    return splits
 
 
 def read_splits(args: argparse.Namespace) -> list[Split]:
-    """Read and validate every split, in ``SPLITS`` order."""
-    src_lang, tgt_lang = languages(args)
-    splits = []
-    for name in SPLITS:
-        if args.jsonl_dir:
-            path = Path(args.jsonl_dir) / f"{name}.jsonl"
-            if name == "test" and not path.exists():
-                continue
-            pairs, stats = read_diffuseq_jsonl(path, args.on_empty)
-        else:
+    """Read and validate every split of --jsonl-dir or --trainpref input, in ``SPLITS`` order."""
+    if args.jsonl_dir:
+        splits = read_jsonl_splits(args)
+    else:
+        splits = []
+        for name in SPLITS:
             prefix = getattr(args, f"{name}pref")
-            if prefix is None:
-                continue
-            src_path, tgt_path = f"{prefix}.{src_lang}", f"{prefix}.{tgt_lang}"
-            pairs, stats = read_parallel(src_path, tgt_path, args.on_empty)
-        splits.append(Split(name, pairs, stats))
+            if prefix is not None:
+                src_path, tgt_path = (f"{prefix}.{lang}" for lang in languages(args))
+                splits.append(Split(name, *read_parallel(src_path, tgt_path, args.on_empty)))
     if len(splits) == 2:
         valid = splits[1]
         note = " (no test input: reusing valid)"
@@ -133,6 +175,8 @@ def make_tokenizers(
         return (build(args.moses_lang),) * 2
     if args.jsonl_dir:
         return (build("en"),) * 2
+    if args.captions_dir:
+        return (build(CAPTION_LANG),) * 2
     return build(src_lang), build(tgt_lang)
 
 
@@ -153,6 +197,22 @@ def process(splits: list[Split], args: argparse.Namespace, src_lang: str, tgt_la
                 continue
             out.append((src, tgt))
         split.pairs = out
+
+
+def read_captions(args: argparse.Namespace) -> tuple[list[Split], list[CaptionSplit]]:
+    """Caption input: the pairs of every split, and the valid/test images for the references.
+
+    Lowercasing and tokenization apply per caption, so pairs and references hold the same text.
+    """
+    tokenize = make_tokenizers(args, CAPTION_LANG, CAPTION_LANG)[0]
+    normalize = (lambda text: tokenize(text.lower())) if args.lowercase else tokenize
+    parts = [read_caption_split(args.captions_dir, name, args.on_empty, normalize) for name in SPLITS]
+    splits = [Split("train", cyclic_pairs(parts[0].images), parts[0].stats,
+                    note=" (images; five cyclic pairs each)")]
+    splits += [Split(part.name, held_out_pairs(part.images), part.stats,
+                     note=f" (images; caption 3 -> 1, four references in {REFS_DIR}/)")
+               for part in parts[1:]]
+    return splits, parts[1:]
 
 
 def apply_joint_bpe(splits: list[Split], merges: int, codes_path: Path) -> None:
@@ -198,18 +258,27 @@ def prepare(args: argparse.Namespace) -> list[Split]:
     dicts = [destdir / f"dict.{lang}.txt" for lang in (src_lang, tgt_lang)]
     if any(d.exists() for d in dicts) and not args.force:
         raise FileExistsError(f"{destdir} already holds a data-bin; pass --force to overwrite it")
-    splits = read_splits(args)
-    text_dir = destdir / "text"
-    text_dir.mkdir(parents=True, exist_ok=True)
-    process(splits, args, src_lang, tgt_lang)
+    if args.captions_dir:
+        splits, held_out = read_captions(args)
+    else:
+        splits, held_out = read_splits(args), []
+        process(splits, args, src_lang, tgt_lang)
     for split in splits:
         print(split.summary(), flush=True)
     if not splits[0].pairs:
         raise DataError(f"{splits[0].stats.source}: no training pairs left")
+    text_dir = destdir / "text"
+    text_dir.mkdir(parents=True, exist_ok=True)
+    remove_references(destdir / REFS_DIR)  # stale ones would misdescribe the data
+    for part in held_out:
+        write_references(part, destdir / REFS_DIR)
+    word_lengths = [token_lengths(split.pairs) for split in splits]
     if args.bpe_merges:
         apply_joint_bpe(splits, args.bpe_merges, text_dir / "bpe.codes")
     else:
         (text_dir / "bpe.codes").unlink(missing_ok=True)  # a stale file would misdescribe the data
+    for split, words in zip(splits, word_lengths):
+        print(length_summary(split.name, words, token_lengths(split.pairs)), flush=True)
     write_text(splits, text_dir, src_lang, tgt_lang)
     for d in dicts:  # only now that the input is known good; fairseq refuses to overwrite them
         d.unlink(missing_ok=True)
