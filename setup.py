@@ -28,6 +28,7 @@ setup(
             "diffuseq-eval=diffuseq_fairseq.evaluation.cli:main",
             "diffuseq-prepare=diffuseq_fairseq.dataprep.prepare:main",
             "diffuseq-export-ema=diffuseq_fairseq.export_ema:main",
+            "diffuseq-convert-official=diffuseq_fairseq.convert_official:main",
         ]
     },
 )
