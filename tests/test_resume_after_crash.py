@@ -5,6 +5,7 @@ run with the same seed bit for bit when the kill falls inside epoch 1, statistic
 import re
 import shutil
 import signal
+import textwrap
 import time
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 from reliability_harness import (
-    T, train_cmd, start, wait, run, tail, train_losses, saves_in, load_state, num_updates, sampler_state,
+    T, train_cmd, train_env, start, wait, run, tail, train_losses, saves_in, load_state, num_updates, sampler_state,
     train_inner_entries, reversal_data_bin,
 )
 
@@ -152,3 +153,93 @@ def test_sigkill_and_resume_in_later_epoch(data_bin, tmp_path):
     print(f"resume at {resume_from} (later epoch): max per-update relative loss difference {per_update:.4f}, "
           f"mean {ref_mean:.4f} vs {resumed_mean:.4f} (relative {mean_rel:.4f})")
     assert per_update < 0.10 and mean_rel < 0.03, {u: (ref_losses[u], resumed_losses[u]) for u in updates}
+
+
+# A driver around fairseq_cli.train that stops, half done, inside one checkpoint write (torch.save
+# of STALL_SOURCE) or one copy (shutil.copyfile of STALL_SOURCE onto STALL_DESTINATION), prints
+# STALLED and waits to be killed: the kill falls mid-save at a known point, not by timing luck.
+# Both fairseq's own code and the plugin's atomic versions go through these two functions.
+STALLING_DRIVER = textwrap.dedent('''
+    import io, os, shutil, sys, time
+    import fairseq_cli.train  # first: it sets up fairseq's log format before fairseq is imported
+    import torch
+
+    KIND, SOURCE, DESTINATION = os.environ["STALL_KIND"], os.environ["STALL_SOURCE"], os.environ.get("STALL_DESTINATION")
+
+    def stall(f, data):
+        f.write(data[: len(data) // 2])
+        f.flush()
+        os.fsync(f.fileno())
+        print("STALLED", flush=True)
+        time.sleep(600)
+
+    original_copyfile, original_save = shutil.copyfile, torch.save
+
+    def copyfile(src, dst, *args, **kwargs):
+        if KIND == "copy" and os.path.basename(src) == SOURCE and os.path.basename(dst).startswith(DESTINATION):
+            with open(src, "rb") as f:
+                data = f.read()
+            with open(dst, "wb") as f:
+                stall(f, data)
+        return original_copyfile(src, dst, *args, **kwargs)
+
+    def save(obj, f, *args, **kwargs):
+        name = os.path.basename(str(getattr(f, "name", f)))
+        if KIND == "save" and name.startswith(SOURCE) and hasattr(f, "write"):
+            buffer = io.BytesIO()
+            original_save(obj, buffer, *args, **kwargs)
+            stall(f, buffer.getvalue())
+        return original_save(obj, f, *args, **kwargs)
+
+    shutil.copyfile, torch.save = copyfile, save
+    sys.argv = ["fairseq-train"] + sys.argv[1:]
+    fairseq_cli.train.cli_main()
+''')
+
+
+# "save" was atomic in fairseq already (slow suite: a guard); "copy" was the data loss.
+@pytest.mark.parametrize("kill_during", ["copy", pytest.param("save", marks=pytest.mark.slow)])
+def test_sigkill_during_a_checkpoint_save_keeps_the_previous_checkpoint_last(data_bin, tmp_path, kill_during):
+    """SIGKILL while fairseq copies checkpoint_1_10.pt onto checkpoint_last.pt ("copy"), or while it
+    writes checkpoint_1_10.pt itself ("save"): checkpoint_last.pt stays the complete checkpoint of
+    update 5, no partial checkpoint*.pt is left, and the same command resumes from it and finishes
+    (the leftover temporary file is reused and gone). Before the atomic copy, the kill during the
+    copy left a truncated checkpoint_last.pt that stopped the restart."""
+    driver = tmp_path / "stalling_train.py"
+    driver.write_text(STALLING_DRIVER)
+    save_dir = tmp_path / "ckpt"
+    extra = ["--save-interval-updates", 5, "--max-update", 15]
+    stall = {"STALL_KIND": kill_during, "STALL_SOURCE": "checkpoint_1_10.pt", "STALL_DESTINATION": "checkpoint_last.pt"}
+    env = dict(train_env(), **stall)
+    # --max-tokens 120: ~20 updates per epoch, so update 10 is a mid-epoch save (checkpoint_1_10.pt).
+    stalling = start(train_cmd(data_bin, save_dir, *extra, max_tokens=120, timesteps=5, driver=driver),
+                     tmp_path / "crash.log", tmp_path, env=env)
+    deadline = time.monotonic() + 300
+    try:
+        while "STALLED" not in (tmp_path / "crash.log").read_text():
+            assert stalling.poll() is None and time.monotonic() < deadline, tail((tmp_path / "crash.log").read_text())
+            time.sleep(0.05)
+        stalling.send_signal(signal.SIGKILL)
+    finally:
+        if stalling.poll() is None and stalling.returncode is None:
+            stalling.kill()
+        stalling.wait()
+        stalling._log_file.close()
+    assert stalling.returncode == -signal.SIGKILL
+
+    checkpoints = {path.name: path for path in save_dir.glob("checkpoint*.pt")}
+    assert num_updates(load_state(checkpoints.pop("checkpoint_last.pt"))) == 5
+    if kill_during == "copy":
+        assert num_updates(load_state(checkpoints.pop("checkpoint_1_10.pt"))) == 10
+    assert "checkpoint_1_10.pt" not in checkpoints  # never a partial file under a checkpoint's name
+    for path in checkpoints.values():
+        load_state(path)  # the rest (checkpoint_1_5.pt, checkpoint_best.pt) is intact
+    assert list(save_dir.glob("*.tmp")), "the kill should have interrupted a write to a temporary file"
+
+    rc, log = run(train_cmd(data_bin, save_dir, *extra, max_tokens=120, timesteps=5), tmp_path / "resume.log",
+                  tmp_path, timeout=300)
+    assert rc == 0, tail(log)
+    assert re.search(r"loaded checkpoint \S*checkpoint_last\.pt \(epoch 1 @ 5 updates\)", log, re.IGNORECASE), tail(log)
+    assert sorted(train_losses(log)) == list(range(6, 16))
+    assert num_updates(load_state(save_dir / "checkpoint_last.pt")) == 15
+    assert not list(save_dir.glob("*.tmp"))
