@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# QQP paraphrase in DiffuSeq's own jsonl format (only the 2,048-pair validation split is available
-# offline: enough to exercise the jsonl path, diversity metrics and MBR, too small for paper quality).
-# The split is cut into train/valid/test files first, then prepared, trained and compared with LevT.
+# QQP paraphrase in DiffuSeq's own jsonl format. Only the 2,048-pair validation split is available
+# offline: enough to exercise the jsonl path, diversity metrics and MBR, too small for paper quality.
+# diffuseq-prepare --split-valid cuts that one file in file order (train: the first 1,648 pairs,
+# valid: the next 200, test: the last 200) into a data-bin, once; then DiffuSeq and LevT are
+# trained and compared on it. Extra arguments go to scripts/compare_levt.py.
+#
+#   DATA=../shared/data/qqp DEST=data-bin/qqp OUT=runs/qqp UPDATES=1000 bash examples/qqp/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash scripts/setup.sh
-SRC=${QQP:-../shared/data/qqp/valid.jsonl}
+DATA=${DATA:-../shared/data/qqp}
+DEST=${DEST:-data-bin/qqp}
 OUT=${OUT:-runs/qqp}
-mkdir -p "$OUT/jsonl"
-head -n 1648 "$SRC" > "$OUT/jsonl/train.jsonl"
-sed -n '1649,1848p' "$SRC" > "$OUT/jsonl/valid.jsonl"
-sed -n '1849,2048p' "$SRC" > "$OUT/jsonl/test.jsonl"
-.venv/bin/python scripts/compare_levt.py --jsonl-dir "$OUT/jsonl" --tokenize moses --bpe-merges 2000 \
-  --max-update "${UPDATES:-1000}" --mbr-sizes 1,3 --step-counts 5,20 --out "$OUT"
+if [[ -f "$DEST/dict.src.txt" ]]; then
+  echo "$DEST already prepared"
+else
+  .venv/bin/diffuseq-prepare --jsonl-dir "$DATA" --split-valid 200,200 --tokenize moses \
+    --bpe-merges 2000 --destdir "$DEST"
+fi
+.venv/bin/python scripts/compare_levt.py --data-bin "$DEST" \
+  --max-update "${UPDATES:-1000}" --mbr-sizes 1,3 --step-counts 5,20 --out "$OUT" "$@"
