@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from fairseq import utils
 from fairseq.data import BaseWrapperDataset, LanguagePairDataset, data_utils
+from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
@@ -43,6 +44,12 @@ class DiffuSeqConfig(TranslationConfig):
     canvas_len_b: Optional[int] = field(
         default=None, metadata={"help": f"see --canvas-len-a (default {CANVAS_DEFAULT[1]}); a=0, b=limit is the "
                                 "paper's canvas"}
+    )
+    token_layout: ChoiceEnum(["fairseq", "diffuseq"]) = field(
+        default="fairseq", metadata={"help": "how a pair becomes the model's two blocks: fairseq (source x </s>, "
+                                     "target y </s>) | diffuseq (the official sequence [CLS] x [SEP] [SEP] [CLS] y "
+                                     "[SEP]: source <s> x </s> </s>, target <s> y </s>, with the official "
+                                     "truncation); the model keeps the layout it was trained with"}
     )
     # Decoding knobs: read by build_generator, never stored in the model.
     sampler: str = field(
