@@ -1,17 +1,14 @@
-"""Tests for diffuseq_fairseq.evaluation: metrics against hand-computed values and the reference
-libraries, the two output readers, and the diffuseq-eval CLI."""
-import json
+"""diffuseq_fairseq.evaluation.metrics against hand-computed values and the libraries the official
+script calls (nltk, torchmetrics, sacrebleu), with one and with several references per source."""
 import math
 import sys
 
 import pytest
+import sacrebleu
 
-from diffuseq_fairseq.evaluation import cli, metrics, readers
+from diffuseq_fairseq.evaluation import metrics
 
 SHORT, LONG = "the cat sat on", "the cat sat on the mat"
-
-
-# ---------------------------------------------------------------- metrics
 
 
 def test_bleu_identical_is_one():
@@ -73,11 +70,14 @@ def test_self_bleu():
     assert metrics.self_bleu([[LONG], [SHORT]]) is None
 
 
-def test_div_4():
-    # 4-grams (a b c d) x2, (b c d e), (b c d f): 3 unique / 4; second set 1 unique / 2.
+def test_div_4_scores_a_set_without_4_grams_zero_as_the_official_script():
+    # 4-grams (a b c d) x2, (b c d e), (b c d f): 3 unique / 4; second set 1 unique / 2; third set has
+    # no 4-gram: 0 (distinct_n_gram_inter_sent returns 0 when total_ngrams == 0). Single-candidate
+    # sources are left out (the official script computes diversity only over several files).
     sets = [["a b c d e", "a b c d f"], ["x y z w", "x y z w"], ["a b", "c"], ["only one candidate here"]]
-    assert metrics.div_4(sets) == pytest.approx((0.75 + 0.5) / 2)
-    assert metrics.div_4([["a b", "c"]]) is None
+    assert metrics.div_4(sets) == pytest.approx((0.75 + 0.5 + 0.0) / 3)
+    assert metrics.div_4([["a b", "c"]]) == 0.0
+    assert metrics.div_4([["only one candidate here"]]) is None
 
 
 def test_corpus_sacrebleu_is_fraction():
@@ -99,129 +99,70 @@ def test_evaluate_keys_and_errors(monkeypatch):
         metrics.evaluate([LONG], [LONG], [[LONG]], bert_model="some/model", bert_layers=3)
 
 
-# ---------------------------------------------------------------- readers
-
-GENERATE_OUTPUT = """\
-2024-05-01 12:00:00 | INFO | fairseq_cli.generate | {'_name': None, 'common': {'seed': 1}}
-2024-05-01 12:00:01 | INFO | fairseq.tasks | [src] dictionary: 30522 types
-S-10\thow do i learn python ?
-T-10\thow can i learn python quickly ?
-H-10\t-0.41\thow can i learn python ?
-D-10\t-0.41\thow can i learn python ?
-P-10\t-0.1 -0.2 -0.3 -0.4 -0.5 -0.6
-H-10\t-0.93\thow do i learn python [PAD]
-D-10\t-0.93\thow do i learn python [PAD]
-P-10\t-0.2 -0.2 -0.3 -0.4 -0.5 -0.6
-I-10\t10
-E-10_0\twhat what what
-2024-05-01 12:00:02 | INFO | fairseq_cli.generate | some progress line
-S-2\twhy is the sky blue ?
-T-2\t
-H-2\t-0.20\twhy is the sky blue ?
-D-2\t-0.20\twhy is the sky blue ?
-H-2\t-0.50\twhy sky blue
-D-2\t-0.50\twhy sky blue
-Generate test with beam=2: BLEU4 = 10.00, 40.0/20.0/10.0/5.0 (BP=1.000, ratio=1.000)
-"""
 
 
-def _write(tmp_path, name, text):
-    path = tmp_path / name
-    path.write_text(text, encoding="utf-8")
-    return str(path)
+# ---------------------------------------------------------------- several references
+
+HYP = "a cat sat on the mat today"
+REF_A, REF_B = "a cat sat on a mat", "the dog sat on the mat today"
 
 
-def test_fairseq_generate_reader(tmp_path):
-    gens = readers.read_file(_write(tmp_path, "gen.txt", GENERATE_OUTPUT))
-    assert gens.ids == [2, 10]
-    assert gens.references == ["", "how can i learn python quickly ?"]
-    assert gens.sources == ["why is the sky blue ?", "how do i learn python ?"]
-    assert gens.candidates == [
-        ["why is the sky blue ?", "why sky blue"],
-        ["how can i learn python ?", "how do i learn python"],
-    ]
-    assert gens.selected == ["why is the sky blue ?", "how can i learn python ?"]
+def test_multi_reference_bleu_hand_computed():
+    # Clipped counts against the most generous reference: 1-grams 7/7, 2-grams 6/6, 3-grams 5/5
+    # (a cat sat, cat sat on from A; sat on the, on the mat, the mat today from B), 4-grams 3/4
+    # (a cat sat on from A; sat on the mat, on the mat today from B). The closest reference length is
+    # B's 7 = the hypothesis length: no brevity penalty. No zero count, so method4 changes nothing.
+    assert metrics.multi_reference_bleu(HYP, [REF_A, REF_B]) == pytest.approx(0.75 ** 0.25)
+    assert metrics.multi_reference_bleu(HYP, [REF_A, REF_B]) > max(
+        metrics.sentence_bleu_score(HYP, REF_A), metrics.sentence_bleu_score(HYP, REF_B))
+    assert metrics.multi_reference_bleu(HYP, [REF_B]) == metrics.sentence_bleu_score(HYP, REF_B)
 
 
-def test_fairseq_reader_falls_back_to_h_lines(tmp_path):
-    text = "T-0\tx y\nH-0\t-1.0\tx y\nH-0\t-2.0\tx z\n"
-    assert readers.read_file(_write(tmp_path, "h.txt", text)).candidates == [["x y", "x z"]]
+def test_multi_reference_bleu_matches_nltk_with_the_list_of_references():
+    from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
+
+    cases = [(HYP, [REF_A, REF_B]), ("how do i lose weight", ["how can i lose weight ?", "what is the way to lose weight"]),
+             ("", ["x y", "z"]), ("a", ["a b c", "a", "b"]), ("the the the the", ["the cat", "the mat the"])]
+    for hyp, refs in cases:
+        expected = sentence_bleu([r.split() for r in refs], hyp.split(), smoothing_function=SmoothingFunction().method4)
+        assert metrics.multi_reference_bleu(hyp, refs) == pytest.approx(expected, abs=1e-12)
 
 
-def test_fairseq_reader_missing_target(tmp_path):
-    text = "S-0\ta\nT-0\ta\nD-0\t-1\ta\nS-1\tb\nH-1\t-1\tb\nD-1\t-1\tb\n"
-    path = _write(tmp_path, "no_target.txt", text)
-    with pytest.raises(ValueError, match=r"no_target\.txt:5: id 1 "):
-        readers.read_file(path)
+def test_multi_reference_rouge_l_is_the_best_f1():
+    # A: LCS a cat sat on mat = 5, P 5/7, R 5/6, F 10/13; B: LCS sat on the mat today = 5, F 5/7.
+    assert metrics.rouge_l_f1(HYP, REF_A) == pytest.approx(10 / 13)
+    assert metrics.rouge_l_f1(HYP, REF_B) == pytest.approx(5 / 7)
+    assert metrics.multi_reference_rouge_l(HYP, [REF_A, REF_B]) == pytest.approx(10 / 13)
+    assert metrics.multi_reference_rouge_l(HYP, [REF_B, REF_A]) == pytest.approx(10 / 13)
 
 
-def test_jsonl_reader_merges_seeds(tmp_path):
-    seed1 = [
-        {
-            "recover": "[CLS] how are you [SEP] [PAD] [PAD]",
-            "reference": "[CLS] how are you ? [SEP]",
-            "source": "[CLS] hi [SEP]",
-        },
-        {"recover": "[CLS] fine [SEP]", "reference": "[CLS] i am fine [SEP]", "source": "[CLS] and you [SEP]"},
-    ]
-    seed2 = [dict(r, recover=r["recover"].replace("you", "u").replace("fine", "good")) for r in seed1]
-    paths = [
-        _write(tmp_path, f"seed{i}.json", "".join(json.dumps(r) + "\n" for r in rows))
-        for i, rows in enumerate([seed1, seed2])
-    ]
-    gens = readers.read_files(paths)
-    assert gens.ids == [0, 1]
-    assert gens.references == ["how are you ?", "i am fine"]
-    assert gens.sources == ["hi", "and you"]
-    assert gens.candidates == [["how are you", "how are u"], ["fine", "good"]]
+def test_multi_reference_sacrebleu_matches_sacrebleu():
+    hyps = [HYP, "how do i lose weight"]
+    sets = [[REF_A, REF_B], ["how can i lose weight ?", "what is the way to lose weight"]]
+    expected = sacrebleu.corpus_bleu(hyps, [[REF_A, sets[1][0]], [REF_B, sets[1][1]]]).score / 100
+    assert metrics.multi_reference_sacrebleu(hyps, sets) == pytest.approx(expected)
+    ragged = sacrebleu.corpus_bleu(hyps, [[REF_A, sets[1][0]], [REF_B, None]]).score / 100
+    assert metrics.multi_reference_sacrebleu(hyps, [[REF_A, REF_B], sets[1][:1]]) == pytest.approx(ragged)
 
 
-def test_jsonl_reader_bad_json(tmp_path):
-    path = _write(tmp_path, "broken.jsonl", '{"recover": "a", "reference": "a", "source": ""}\n{"recover": "a",\n')
-    with pytest.raises(ValueError, match=r"broken\.jsonl:2: invalid JSON"):
-        readers.read_file(path)
-
-
-def test_read_files_rejects_mismatched_seeds(tmp_path):
-    one = _write(tmp_path, "one.json", json.dumps({"recover": "a", "reference": "a"}) + "\n")
-    two = _write(tmp_path, "two.json", json.dumps({"recover": "a", "reference": "b"}) + "\n")
-    with pytest.raises(ValueError, match="reference of id 0"):
-        readers.read_files([one, two])
-
-
-# ---------------------------------------------------------------- CLI
-
-
-def test_cli_json(tmp_path, capsys):
-    assert cli.main([_write(tmp_path, "gen.txt", GENERATE_OUTPUT), "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
-    assert set(result) == {
-        "bleu", "rouge_l", "dist_1", "self_bleu", "div_4", "avg_len", "sacrebleu", "n", "candidates_per_source"
-    }
-    assert result["n"] == 2 and result["candidates_per_source"] == 2
-    assert 0.0 <= result["bleu"] <= 1.0
-
-
-def test_cli_table(tmp_path, capsys):
-    line = json.dumps({"recover": "[CLS] a b c d [SEP]", "reference": "[CLS] a b c d [SEP]", "source": ""})
-    assert cli.main([_write(tmp_path, "one.json", line + "\n")]) == 0
-    table = capsys.readouterr().out
-    assert "bleu" in table and "1.0000" in table and "n/a" in table  # self-BLEU undefined with one seed
-
-
-@pytest.mark.parametrize(
-    "name, text, message",
-    [
-        ("no_target.txt", "H-0\t-1\ta\nD-0\t-1\ta\n", "no_target.txt:1"),
-        ("broken.jsonl", "{oops\n", "broken.jsonl:1"),
-    ],
-)
-def test_cli_errors(tmp_path, capsys, name, text, message):
-    assert cli.main([_write(tmp_path, name, text)]) == 2
-    err = capsys.readouterr().err
-    assert message in err and "Traceback" not in err
-
-
-def test_cli_missing_file(tmp_path, capsys):
-    assert cli.main([str(tmp_path / "absent.txt")]) == 2
-    assert "absent.txt" in capsys.readouterr().err
+def test_evaluate_with_reference_sets():
+    selected, sets = [HYP, SHORT], [[REF_A, REF_B], [LONG, SHORT]]
+    candidates = [[HYP, REF_A], [SHORT, LONG]]
+    result = metrics.evaluate(selected, None, candidates, reference_sets=sets)
+    single = metrics.evaluate(selected, [REF_B, LONG], candidates)
+    assert set(result) == set(single) | {"references_per_source"}
+    assert result["references_per_source"] == 2
+    assert result["bleu"] == pytest.approx((0.75 ** 0.25 + 1.0) / 2)
+    assert result["rouge_l"] == pytest.approx((10 / 13 + 1.0) / 2)
+    assert result["sacrebleu"] == pytest.approx(metrics.multi_reference_sacrebleu(selected, sets))
+    for key in ("dist_1", "self_bleu", "div_4", "avg_len", "n", "candidates_per_source"):
+        assert result[key] == single[key]  # the candidate metrics do not look at references
+    # One reference per source reduces to the single-reference metrics exactly.
+    one = metrics.evaluate(selected, ["x"], candidates, reference_sets=[[REF_B], [LONG]])
+    assert {k: v for k, v in one.items() if k != "references_per_source"} == single
+    uneven = metrics.evaluate(selected, None, candidates, reference_sets=[[REF_A, REF_B, LONG], [LONG]])
+    assert uneven["references_per_source"] == 2.0
+    with pytest.raises(ValueError, match="source 1 has no reference"):
+        metrics.evaluate(selected, None, candidates, reference_sets=[[REF_A], []])
+    with pytest.raises(ValueError, match="2 hypotheses but 1 references"):
+        metrics.evaluate(selected, None, candidates, reference_sets=[[REF_A]])

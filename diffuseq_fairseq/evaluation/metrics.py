@@ -4,6 +4,11 @@ Pure functions over lists of strings. Tokens are ``str.split()`` (the text is al
 BERT-detokenized), except for ROUGE-L, which uses torchmetrics' default normalizer. Every score is
 a fraction: 0.2413 means 24.13 in the paper's tables. Set-diversity metrics (self-BLEU, div-4)
 return ``None`` when no example has two or more candidates, because they are undefined there.
+
+Several references per source (``reference_sets``): sentence BLEU takes them all at once (nltk's
+multi-reference BLEU: clipped counts against the most generous reference, brevity penalty against
+the closest length), ROUGE-L takes the best F1 over them, sacreBLEU its own multi-reference corpus
+BLEU. The official script has a single reference, which this reduces to exactly.
 """
 from __future__ import annotations
 
@@ -35,7 +40,12 @@ def sentence_bleu_score(hyp: str, ref: str) -> float:
     The order matters (brevity penalty, clipping): DiffuSeq releases before e44113d swapped the
     two, and ports copied from them still do.
     """
-    return float(sentence_bleu([ref.split()], hyp.split(), smoothing_function=_METHOD4))
+    return multi_reference_bleu(hyp, [ref])
+
+
+def multi_reference_bleu(hyp: str, refs: Sequence[str]) -> float:
+    """nltk sentence BLEU-4 of ``hyp`` against all of ``refs`` in one call, method4 smoothing."""
+    return float(sentence_bleu([ref.split() for ref in refs], hyp.split(), smoothing_function=_METHOD4))
 
 
 def sentence_bleu_avg(hyps: Sequence[str], refs: Sequence[str]) -> float:
@@ -71,6 +81,11 @@ def rouge_l_f1(hyp: str, ref: str) -> float:
         return 0.0
     precision, recall = lcs / len(hyp_tokens), lcs / len(ref_tokens)
     return 2 * precision * recall / (precision + recall)
+
+
+def multi_reference_rouge_l(hyp: str, refs: Sequence[str]) -> float:
+    """The best ROUGE-L F1 of ``hyp`` over ``refs``."""
+    return max(rouge_l_f1(hyp, ref) for ref in refs)
 
 
 def rouge_l_f1_avg(hyps: Sequence[str], refs: Sequence[str]) -> float:
@@ -111,19 +126,16 @@ def self_bleu(candidate_sets: Sequence[Sequence[str]]) -> Optional[float]:
 
 def div_4(candidate_sets: Sequence[Sequence[str]]) -> Optional[float]:
     """Set diversity (higher = more diverse): unique / total 4-grams pooled over an example's
-    candidates, averaged over examples with at least two candidates.
-
-    Examples whose candidates hold no 4-gram at all are skipped; the official script scores them 0,
-    which only matters for outputs shorter than 4 tokens.
-    """
+    candidates, averaged over examples with at least two candidates. An example whose candidates
+    hold no 4-gram at all (every one shorter than 4 tokens) scores 0, as in the official
+    ``distinct_n_gram_inter_sent``."""
     per_example = []
     for cands in _multi(candidate_sets):
         grams = []
         for cand in cands:
             tokens = cand.split()
             grams.extend(tuple(tokens[i : i + 4]) for i in range(len(tokens) - 3))
-        if grams:
-            per_example.append(len(set(grams)) / len(grams))
+        per_example.append(len(set(grams)) / len(grams) if grams else 0.0)
     return fmean(per_example) if per_example else None
 
 
@@ -140,13 +152,23 @@ def corpus_sacrebleu(hyps: Sequence[str], refs: Sequence[str]) -> float:
     """sacrebleu corpus BLEU (default 13a tokenizer) as a fraction; a standard number that is not
     comparable with the paper's sentence-level BLEU."""
     _check_aligned(hyps, refs)
-    return sacrebleu.corpus_bleu(list(hyps), [list(refs)]).score / 100.0
+    return multi_reference_sacrebleu(hyps, [[ref] for ref in refs])
+
+
+def multi_reference_sacrebleu(hyps: Sequence[str], reference_sets: Sequence[Sequence[str]]) -> float:
+    """sacrebleu corpus BLEU against every source's references (a source with fewer references than
+    the most has its missing ones as None, which sacrebleu skips)."""
+    _check_aligned(hyps, reference_sets)
+    width = max(len(refs) for refs in reference_sets)
+    streams = [[refs[k] if k < len(refs) else None for refs in reference_sets] for k in range(width)]
+    return sacrebleu.corpus_bleu(list(hyps), streams).score / 100.0
 
 
 def bertscore_f1(
-    hyps: Sequence[str], refs: Sequence[str], model_path: str, num_layers: Optional[int] = None
+    hyps: Sequence[str], refs: Sequence[Union[str, Sequence[str]]], model_path: str, num_layers: Optional[int] = None
 ) -> float:
-    """Mean BERTScore F1, no idf and no baseline rescaling, as in the official script.
+    """Mean BERTScore F1, no idf and no baseline rescaling, as in the official script. ``refs``
+    holds one reference or a list of references per hypothesis (bert_score keeps the best F1).
 
     The paper used ``microsoft/deberta-xlarge-mnli``. A local model directory needs ``num_layers``
     because bert_score only knows default layers for hub names.
@@ -164,35 +186,59 @@ def bertscore_f1(
     return float(f1.mean())
 
 
-def evaluate(
-    selected: Sequence[str],
-    refs: Sequence[str],
-    candidate_sets: Sequence[Sequence[str]],
-    bert_model: Optional[str] = None,
-    bert_layers: Optional[int] = None,
-) -> dict[str, Union[float, int, None]]:
-    """All metrics for one system: quality on ``selected`` (one hypothesis per source, e.g. the
-    MBR pick) and set diversity on ``candidate_sets`` (all candidates per source)."""
-    _check_aligned(selected, refs)
+def _count(sizes: Sequence[int]) -> Union[int, float]:
+    """An int when every source has the same number (the usual case), else the mean."""
+    return sizes[0] if len(set(sizes)) == 1 else fmean(sizes)
+
+
+def _check_inputs(selected, refs, candidate_sets, bert_model, bert_layers, reference_sets) -> None:
+    if reference_sets is None:
+        _check_aligned(selected, refs)
+    else:
+        _check_aligned(selected, reference_sets)
+        empty = next((k for k, refs_k in enumerate(reference_sets) if not refs_k), None)
+        if empty is not None:
+            raise ValueError(f"source {empty} has no reference")
     if len(candidate_sets) != len(selected):
         raise ValueError(f"{len(candidate_sets)} candidate sets for {len(selected)} hypotheses")
     if not selected:
         raise ValueError("nothing to evaluate: no hypotheses")
     if bert_layers is not None and bert_model is None:
         raise ValueError("bert_layers given without bert_model")
-    sizes = [len(c) for c in candidate_sets]
+
+
+def evaluate(
+    selected: Sequence[str],
+    refs: Optional[Sequence[str]],
+    candidate_sets: Sequence[Sequence[str]],
+    bert_model: Optional[str] = None,
+    bert_layers: Optional[int] = None,
+    reference_sets: Optional[Sequence[Sequence[str]]] = None,
+) -> dict[str, Union[float, int, None]]:
+    """All metrics for one system: quality on ``selected`` (one hypothesis per source, e.g. the
+    MBR pick) and set diversity on ``candidate_sets`` (all candidates per source).
+
+    Quality is against ``refs`` (one reference per source), or, given ``reference_sets`` (the
+    references of each source), against all of them; ``refs`` is then not used (may be None), and
+    the result also says ``references_per_source``.
+    """
+    _check_inputs(selected, refs, candidate_sets, bert_model, bert_layers, reference_sets)
+    multi = reference_sets is not None
+    if not multi:
+        reference_sets = [[ref] for ref in refs]
     result: dict[str, Union[float, int, None]] = {
-        "bleu": sentence_bleu_avg(selected, refs),
-        "rouge_l": rouge_l_f1_avg(selected, refs),
+        "bleu": _mean([multi_reference_bleu(h, r) for h, r in zip(selected, reference_sets)]),
+        "rouge_l": _mean([multi_reference_rouge_l(h, r) for h, r in zip(selected, reference_sets)]),
         "dist_1": dist_1_avg(selected),
         "self_bleu": self_bleu(candidate_sets),
         "div_4": div_4(candidate_sets),
         "avg_len": avg_len(selected),
-        "sacrebleu": corpus_sacrebleu(selected, refs),
+        "sacrebleu": multi_reference_sacrebleu(selected, reference_sets),
         "n": len(selected),
-        # An int when every source has the same number of candidates (the usual case), else the mean.
-        "candidates_per_source": sizes[0] if len(set(sizes)) == 1 else fmean(sizes),
+        "candidates_per_source": _count([len(c) for c in candidate_sets]),
     }
+    if multi:
+        result["references_per_source"] = _count([len(r) for r in reference_sets])
     if bert_model is not None:
-        result["bertscore"] = bertscore_f1(selected, refs, bert_model, bert_layers)
+        result["bertscore"] = bertscore_f1(selected, reference_sets if multi else refs, bert_model, bert_layers)
     return result
