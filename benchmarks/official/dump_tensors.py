@@ -17,13 +17,12 @@ In eval mode (no dropout), with noise drawn here from ``--seed`` and given to th
 Plus the schedule (ᾱ) and the tokens of the official vocabulary by id.
 """
 import argparse
-import os
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from official_setup import ModuleHolder, use_official  # noqa: E402
+from official_setup import ModuleHolder, launcher_environment, use_official  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -51,7 +50,7 @@ def load_official(checkpoint: Path, data_dir):
     model, diffusion = create_model_and_diffusion(**args_to_dict(run, load_defaults_config().keys()))
     model.load_state_dict(torch.load(checkpoint, map_location="cpu"))
     model.eval().requires_grad_(False)
-    os.environ.setdefault("LOCAL_RANK", "0")
+    launcher_environment()  # the custom-vocabulary tokenizer reads LOCAL_RANK
     run.checkpoint_path = tempfile.mkdtemp(prefix="official-tokenizer-")  # the tokenizer saves itself there
     return model, diffusion, run, load_tokenizer(run)
 

@@ -44,6 +44,19 @@ def use_official(version: str) -> Path:
     return code
 
 
+def launcher_environment() -> None:
+    """The variables ``torch.distributed.launch --use_env`` gives a single process (the official
+    scripts are started that way; v2's sampler reads LOCAL_RANK before setting anything up)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    for key, value in (("LOCAL_RANK", "0"), ("RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1"),
+                       ("MASTER_PORT", str(port))):
+        os.environ.setdefault(key, value)
+
+
 def write_bert_config(folder: Path, layers: int, hidden: int, heads: int, ffn: int, dropout: float = 0.1,
                       bert_vocab: Path = None) -> Path:
     """A local folder for ``--config_name``: a BERT ``config.json`` of the given size and, for
