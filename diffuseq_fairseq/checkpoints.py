@@ -156,8 +156,6 @@ def load_state(path) -> dict:
         return torch.load(f, map_location="cpu")
 
 
-
-
 def _field(node, name: str):
     """A field of a saved config node: an omegaconf/dict node, or a legacy argparse Namespace."""
     if node is None:

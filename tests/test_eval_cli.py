@@ -32,7 +32,8 @@ def test_cli_help_states_both_scales(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "The table shows the scores x100" in text and "--json prints the same keys with the scores as fractions in [0, 1]" in text
+    assert "The table shows the scores x100" in text
+    assert "--json prints the same keys with the scores as fractions in [0, 1]" in text
 
 
 def test_cli_refuses_a_concatenated_output(tmp_path, capsys):

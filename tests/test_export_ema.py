@@ -47,7 +47,7 @@ def test_output_equal_to_the_input_is_refused(checkpoint, tmp_path, capsys, monk
         os.link(checkpoint, output)
     status, err = _export(capsys, checkpoint, output)
     assert status == 1
-    assert f"diffuseq-export-ema: error: the output {output} is the input checkpoint {checkpoint} (the same file)" in err
+    assert f"error: the output {output} is the input checkpoint {checkpoint} (the same file)" in err
     assert checkpoint.read_bytes() == before
     assert not list(checkpoint.parent.glob("*.tmp"))
 

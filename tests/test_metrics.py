@@ -121,7 +121,8 @@ def test_multi_reference_bleu_hand_computed():
 def test_multi_reference_bleu_matches_nltk_with_the_list_of_references():
     from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
-    cases = [(HYP, [REF_A, REF_B]), ("how do i lose weight", ["how can i lose weight ?", "what is the way to lose weight"]),
+    cases = [(HYP, [REF_A, REF_B]),
+             ("how do i lose weight", ["how can i lose weight ?", "what is the way to lose weight"]),
              ("", ["x y", "z"]), ("a", ["a b c", "a", "b"]), ("the the the the", ["the cat", "the mat the"])]
     for hyp, refs in cases:
         expected = sentence_bleu([r.split() for r in refs], hyp.split(), smoothing_function=SmoothingFunction().method4)

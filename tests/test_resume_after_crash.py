@@ -164,7 +164,8 @@ STALLING_DRIVER = textwrap.dedent('''
     import fairseq_cli.train  # first: it sets up fairseq's log format before fairseq is imported
     import torch
 
-    KIND, SOURCE, DESTINATION = os.environ["STALL_KIND"], os.environ["STALL_SOURCE"], os.environ.get("STALL_DESTINATION")
+    KIND, SOURCE = os.environ["STALL_KIND"], os.environ["STALL_SOURCE"]
+    DESTINATION = os.environ.get("STALL_DESTINATION")
 
     def stall(f, data):
         f.write(data[: len(data) // 2])
@@ -221,7 +222,7 @@ def test_sigkill_during_a_checkpoint_save_keeps_the_previous_checkpoint_last(dat
             time.sleep(0.05)
         stalling.send_signal(signal.SIGKILL)
     finally:
-        if stalling.poll() is None and stalling.returncode is None:
+        if stalling.poll() is None:
             stalling.kill()
         stalling.wait()
         stalling._log_file.close()

@@ -83,7 +83,9 @@ def _warn_bpe(path: str, count: int, fix: str) -> None:
               f"are over subword pieces: {fix}", file=sys.stderr)
 
 
-def _read(files: Sequence[str], ref_paths: Optional[Sequence[str]]) -> tuple[Generations, Optional[list[list[str]]]]:
+def _read(
+    files: Sequence[str], ref_paths: Optional[Sequence[str]]
+) -> tuple[Generations, Optional[list[list[str]]]]:
     """The merged generations and, with reference files, every source's references."""
     runs = [read_file(path) for path in files]
     for path, run in zip(files, runs):
