@@ -21,6 +21,9 @@ from .step_sampler import LossSecondMomentSampler
 from .transformer_stack import EncoderStack, KeyValue
 
 IMPORTANCE_HISTORY = 10  # losses kept per step by the importance sampler (official value)
+# The enumerated options' choices, declared once: the fairseq configs (ChoiceEnum) read them.
+TARGET_POSITIONS = ("continue", "restart")
+LOSS_POSITIONS = ("target", "all")
 
 
 @dataclass
@@ -36,7 +39,7 @@ class NetworkConfig:
     attention_dropout: float = field(default=0.1, metadata={"help": "attention dropout"})
     max_positions: int = field(default=512, metadata={"help": "learned position embeddings"})
     num_timesteps: int = field(default=2000, metadata={"help": "T, number of diffusion steps of the training chain"})
-    noise_schedule: str = field(default="sqrt", metadata={"help": "sqrt | linear | cosine"})
+    noise_schedule: str = field(default="sqrt", metadata={"help": "noise schedule of the diffusion chain"})
     self_condition: bool = field(
         default=False, metadata={"help": "feed the previous x0 estimate back in (50%% of training steps)"}
     )
@@ -102,6 +105,26 @@ class SourceContext(NamedTuple):
         return SourceContext(pick(self.embeddings), pick(self.key_mask), pick(self.lengths), cache, pick(self.hidden))
 
 
+class TrainingNoise(NamedTuple):
+    """The Gaussian draws of one training step, given instead of drawn, so that a step of another
+    implementation (the official ``training_losses_seq2seq``) can be replayed exactly. All are
+    standard normal; the network scales them where they are used."""
+
+    source_z0: torch.Tensor  # [B, Ls, latent]: the source's z0 is Emb(x) + std_0 · source_z0
+    target_z0: torch.Tensor  # [B, Lt, latent]: z0 is Emb(y) + std_0 · target_z0
+    diffusion: torch.Tensor  # [B, Lt, latent]: the ε of x_t = q_sample(z0, t, ε)
+
+
+class Corruption(NamedTuple):
+    """DiffuSeq's forward process applied to one batch: what the denoiser sees and must recover."""
+
+    source: SourceContext  # its embeddings are the source's z0
+    clean: torch.Tensor  # [B, Lt, latent] Emb(y)
+    z0: torch.Tensor  # [B, Lt, latent]
+    x_t: torch.Tensor  # [B, Lt, latent]
+    revealed: Optional[torch.Tensor]  # [B, Lt] positions given their z0 by glancing (None without it)
+
+
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """Sinusoidal embedding [cos ‖ sin] of (possibly fractional) steps, as in improved-diffusion."""
     half = dim // 2
@@ -128,12 +151,12 @@ class DiffuSeqNetwork(nn.Module):
         input_dim = 2 * latent if cfg.self_condition else latent
         self.input_up_proj = nn.Sequential(nn.Linear(input_dim, hidden), nn.Tanh(), nn.Linear(hidden, hidden))
         self.embed_positions = nn.Embedding(cfg.max_positions, hidden)
+        if cfg.target_positions not in TARGET_POSITIONS:  # the fairseq option refuses it at parse time
+            raise ValueError(f"unknown --target-positions {cfg.target_positions!r}; choose one of {TARGET_POSITIONS}")
         if cfg.target_positions == "restart":
             self.embed_segment = nn.Embedding(2, hidden)  # 0 source, 1 target
-        elif cfg.target_positions == "continue":
-            self.register_parameter("embed_segment", None)
         else:
-            raise ValueError(f"unknown --target-positions {cfg.target_positions!r}; choose continue or restart")
+            self.register_parameter("embed_segment", None)
         if not 0 <= cfg.glance_rate <= 1:
             raise ValueError(f"--glance-rate must be in [0, 1], got {cfg.glance_rate}")
         if cfg.glance_rate > 0:
@@ -198,12 +221,13 @@ class DiffuSeqNetwork(nn.Module):
             h = h + time.unsqueeze(1)
         return self.dropout(self.input_norm(h))
 
-    def encode_source(self, src_tokens: torch.Tensor, src_lengths: torch.Tensor, noise_std: float = 0.0) -> SourceContext:
-        """Embed the source (adding DiffuSeq's z0 noise in training) and, under
-        --encode-source-once, run it through the stack once."""
+    def encode_source(self, src_tokens: torch.Tensor, src_lengths: torch.Tensor, noise_std: float = 0.0,
+                      noise: Optional[torch.Tensor] = None) -> SourceContext:
+        """Embed the source (adding DiffuSeq's z0 noise ``noise_std`` · ε in training, ε drawn unless
+        ``noise`` gives it) and, under --encode-source-once, run it through the stack once."""
         embeddings = self.embed(src_tokens)
         if noise_std > 0:
-            embeddings = embeddings + noise_std * torch.randn_like(embeddings)
+            embeddings = embeddings + noise_std * (torch.randn_like(embeddings) if noise is None else noise)
         key_mask = src_tokens.ne(self.padding_idx)
         cache = hidden = None
         if self.cfg.encode_source_once:
@@ -264,18 +288,41 @@ class DiffuSeqNetwork(nn.Module):
         revealed = ranks < count
         return torch.where(revealed.unsqueeze(-1), z0.to(x_t.dtype), x_t), revealed
 
-    def training_terms(
-        self,
-        src_tokens: torch.Tensor,
-        src_lengths: torch.Tensor,
-        target: torch.Tensor,
-        t: torch.Tensor,
-        loss_positions: str = "target",
-        self_condition_prob: float = 0.5,
-        rounding_term: bool = True,
-        label_smoothing: float = 0.0,
-    ) -> Dict[str, torch.Tensor]:
-        """Per-sentence terms of DiffuSeq's bound for a target canvas ([B, Lt], padded) at steps t.
+    def corrupt(self, src_tokens: torch.Tensor, src_lengths: torch.Tensor, target: torch.Tensor, t: torch.Tensor,
+                noise: Optional[TrainingNoise] = None) -> Corruption:
+        """The forward process at steps t: z0 = Emb(w) + std_0 · ε on both sides (the source's z0 is
+        what the denoiser is conditioned on), x_t = q_sample(z0, t) on the target canvas, then v2's
+        discrete absorbing and GLAT's glancing where enabled. The Gaussian draws come from ``noise``
+        or, when it is None, are drawn here in the order target z0, source z0, q_sample."""
+        diffusion = self.diffusion
+        noise_std = diffusion.z0_noise_std
+        clean = self.embed(target)
+        z0 = clean + noise_std * (torch.randn_like(clean) if noise is None else noise.target_z0)
+        source = self.encode_source(src_tokens, src_lengths, noise_std, None if noise is None else noise.source_z0)
+        epsilon = torch.randn_like(z0) if noise is None else noise.diffusion
+        x_t = diffusion.q_sample(z0, t, epsilon, mean=self.mean_embed)
+        if self.cfg.absorb_rate > 0:
+            rate = (1 - diffusion.alphas_cumprod.to(t.device)[t]).sqrt().float() * self.cfg.absorb_rate
+            x_t = discrete_absorb(x_t, rate, torch.ones_like(target, dtype=torch.bool), self.mean_embed)
+        revealed = None
+        if self.cfg.glance_rate > 0:
+            x_t, revealed = self.glance(x_t, t, source, target, z0)
+        return Corruption(source, clean, z0, x_t, revealed)
+
+    def predict(self, corruption: Corruption, t: torch.Tensor, self_condition_prob: float = 0.5):
+        """(source x̂0, target x̂0); under --self-condition, on a share of the steps, fed a first
+        estimate made without gradient (as decoding feeds the previous step's)."""
+        source, x_t, revealed = corruption.source, corruption.x_t, corruption.revealed
+        self_cond = None
+        if self.cfg.self_condition and torch.rand(()) < self_condition_prob:
+            with torch.no_grad():
+                self_cond = self.denoise(x_t, t, source, revealed=revealed).detach()
+        return self.denoise(x_t, t, source, self_cond=self_cond, with_source=True, revealed=revealed)
+
+    def loss_terms(self, corruption: Corruption, predictions, src_tokens: torch.Tensor, target: torch.Tensor,
+                   t: torch.Tensor, loss_positions: str = "target", rounding_term: bool = True,
+                   label_smoothing: float = 0.0) -> Dict[str, torch.Tensor]:
+        """Per-sentence terms of DiffuSeq's bound for the predictions (source x̂0, target x̂0).
 
         mse(x̂0, z0) (clean target at t = 0, as upstream), rounding −log p(w|z0), the tT term, and
         the anchor CE(lm_head(x̂0), w) that the official code logs but does not add.
@@ -286,24 +333,9 @@ class DiffuSeqNetwork(nn.Module):
         ``anchor_loss`` is the anchor CE smoothed by ``label_smoothing`` ε (the term to train on);
         ``anchor_nll`` stays the plain CE, comparable across ε.
         """
-        diffusion, pad = self.diffusion, self.padding_idx
-        noise_std = diffusion.z0_noise_std
-        clean = self.embed(target)
-        z0 = clean + noise_std * torch.randn_like(clean)
-        source = self.encode_source(src_tokens, src_lengths, noise_std=noise_std)
-        x_t = diffusion.q_sample(z0, t, torch.randn_like(z0), mean=self.mean_embed)
-        if self.cfg.absorb_rate > 0:
-            rate = (1 - diffusion.alphas_cumprod.to(t.device)[t]).sqrt().float() * self.cfg.absorb_rate
-            x_t = discrete_absorb(x_t, rate, torch.ones_like(target, dtype=torch.bool), self.mean_embed)
-        revealed = None
-        if self.cfg.glance_rate > 0:
-            x_t, revealed = self.glance(x_t, t, source, target, z0)
-        self_cond = None
-        if self.cfg.self_condition and torch.rand(()) < self_condition_prob:
-            with torch.no_grad():
-                self_cond = self.denoise(x_t, t, source, revealed=revealed).detach()
-        src_pred, tgt_pred = self.denoise(x_t, t, source, self_cond=self_cond, with_source=True, revealed=revealed)
-
+        if loss_positions not in LOSS_POSITIONS:  # the fairseq option refuses it at parse time
+            raise ValueError(f"unknown loss positions {loss_positions!r}; choose one of {LOSS_POSITIONS}")
+        src_pred, tgt_pred = predictions
         at_zero = (t == 0).view(-1, 1, 1)
 
         def position_terms(pred, tokens, noisy, exact):
@@ -312,17 +344,17 @@ class DiffuSeqNetwork(nn.Module):
                 rounding = _token_nll(self.logits(noisy), tokens)
             else:
                 rounding = torch.zeros_like(tokens, dtype=torch.float)
-            return mse, rounding, diffusion.prior_loss(noisy).mean(-1)
+            return mse, rounding, self.diffusion.prior_loss(noisy).mean(-1)
 
-        mse, rounding, prior = position_terms(tgt_pred, target, z0, clean)
+        mse, rounding, prior = position_terms(tgt_pred, target, corruption.z0, corruption.clean)
         # Given words are copied, not predicted: as in GLAT, only the others are scored.
+        revealed = corruption.revealed
         mask = torch.ones_like(target, dtype=torch.float) if revealed is None else (~revealed).float()
         if loss_positions == "all":
-            src_terms = position_terms(src_pred, src_tokens, source.embeddings, self.embed(src_tokens))
+            source_z0 = corruption.source.embeddings
+            src_terms = position_terms(src_pred, src_tokens, source_z0, self.embed(src_tokens))
             mse, rounding, prior = (torch.cat([a, b], dim=1) for a, b in zip(src_terms, (mse, rounding, prior)))
-            mask = torch.cat([src_tokens.ne(pad).float(), mask], dim=1)
-        elif loss_positions != "target":
-            raise ValueError(f"unknown loss positions {loss_positions!r}; choose target or all")
+            mask = torch.cat([src_tokens.ne(self.padding_idx).float(), mask], dim=1)
         anchor_nll, anchor_loss = _smoothed_token_nll(self.logits(tgt_pred), target, label_smoothing)
         target_mask = mask[:, -target.size(1):]
         return {
@@ -332,6 +364,25 @@ class DiffuSeqNetwork(nn.Module):
             "anchor_nll": _masked_mean(anchor_nll, target_mask),
             "anchor_loss": _masked_mean(anchor_loss, target_mask),
         }
+
+    def training_terms(
+        self,
+        src_tokens: torch.Tensor,
+        src_lengths: torch.Tensor,
+        target: torch.Tensor,
+        t: torch.Tensor,
+        loss_positions: str = "target",
+        self_condition_prob: float = 0.5,
+        rounding_term: bool = True,
+        label_smoothing: float = 0.0,
+        noise: Optional[TrainingNoise] = None,
+    ) -> Dict[str, torch.Tensor]:
+        """Per-sentence loss terms (see :meth:`loss_terms`) of a target canvas ([B, Lt], padded) at
+        steps t: the corruption (with ``noise``'s draws if given), the denoiser, the terms."""
+        corruption = self.corrupt(src_tokens, src_lengths, target, t, noise)
+        predictions = self.predict(corruption, t, self_condition_prob)
+        return self.loss_terms(corruption, predictions, src_tokens, target, t, loss_positions, rounding_term,
+                               label_smoothing)
 
 
 def _token_nll(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:

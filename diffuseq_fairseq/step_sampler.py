@@ -20,6 +20,8 @@ from typing import Optional, Tuple
 
 import torch
 
+TIMESTEP_SAMPLERS = ("lossaware", "uniform")  # the criterion's --timestep-sampler choices
+
 
 class UniformSampler:
     def __init__(self, num_steps: int, first_step: int = 0):

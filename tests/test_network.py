@@ -157,3 +157,51 @@ def test_glancing_scores_only_the_words_not_given(monkeypatch):
     terms = net.training_terms(torch.tensor([[5, 6, 2]]), torch.tensor([3]), target, torch.tensor([10]),
                                rounding_term=False)
     assert torch.allclose(terms["anchor_nll"], F.cross_entropy(logits[-1][0, 1:2], target[0, 1:2]).view(1))
+
+
+def _paired_batch():
+    return (torch.tensor([[5, 6, 2], [9, 2, 1]]), torch.tensor([3, 2]), torch.tensor([[7, 8, 2, 1], [4, 2, 1, 1]]),
+            torch.tensor([10, 40]))
+
+
+def test_given_noise_replays_the_draws_in_their_order():
+    """target z0, source z0, then q_sample's ε: giving those tensors reproduces a drawn step exactly."""
+    from diffuseq_fairseq.network import TrainingNoise
+
+    net = DiffuSeqNetwork(NetworkConfig(**SMALL), 30, 1).eval()
+    src, lengths, target, t = _paired_batch()
+    torch.manual_seed(0)
+    drawn = net.training_terms(src, lengths, target, t, loss_positions="all")
+    torch.manual_seed(0)
+    target_z0, source_z0, diffusion = torch.randn(2, 4, 16), torch.randn(2, 3, 16), torch.randn(2, 4, 16)
+    given = net.training_terms(src, lengths, target, t, loss_positions="all",
+                               noise=TrainingNoise(source_z0=source_z0, target_z0=target_z0, diffusion=diffusion))
+    for key in drawn:
+        assert torch.equal(drawn[key], given[key]), key
+
+
+def test_corruption_with_given_noise_is_the_forward_process():
+    from diffuseq_fairseq.network import TrainingNoise
+
+    net = DiffuSeqNetwork(NetworkConfig(**SMALL), 30, 1)
+    src, lengths, target, t = _paired_batch()
+    noise = TrainingNoise(torch.randn(2, 3, 16), torch.randn(2, 4, 16), torch.randn(2, 4, 16))
+    corruption = net.corrupt(src, lengths, target, t, noise)
+    std = net.diffusion.z0_noise_std
+    abar = net.diffusion.alphas_cumprod[t].float().view(-1, 1, 1)
+    assert torch.allclose(corruption.source.embeddings, net.embed(src) + std * noise.source_z0)
+    assert torch.allclose(corruption.z0, net.embed(target) + std * noise.target_z0)
+    assert torch.allclose(corruption.x_t, abar.sqrt() * corruption.z0 + (1 - abar).sqrt() * noise.diffusion, atol=1e-6)
+    assert corruption.revealed is None
+
+
+def test_loss_terms_of_a_perfect_prediction_are_the_rounding_and_prior_terms_alone():
+    net = DiffuSeqNetwork(NetworkConfig(**SMALL), 30, 1)
+    src, lengths, target, t = _paired_batch()
+    corruption = net.corrupt(src, lengths, target, t)
+    perfect = (corruption.source.embeddings, corruption.z0)
+    terms = net.loss_terms(corruption, perfect, src, target, t, loss_positions="all")
+    assert torch.equal(terms["mse"], torch.zeros(2))
+    assert (terms["rounding_nll"] > 0).all() and (terms["tT"] > 0).all()
+    with pytest.raises(ValueError, match="loss positions"):
+        net.loss_terms(corruption, perfect, src, target, t, loss_positions="both")

@@ -18,23 +18,29 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from fairseq import metrics
 from fairseq.criterions import FairseqCriterion, register_criterion
-from fairseq.dataclass import FairseqDataclass
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 
-from ..step_sampler import UniformSampler
+from ..network import LOSS_POSITIONS
+from ..step_sampler import TIMESTEP_SAMPLERS, UniformSampler
 
 TERMS = ("mse", "rounding_nll", "tT", "anchor_nll")
 
 
 @dataclass
 class DiffuSeqLossConfig(FairseqDataclass):
-    timestep_sampler: str = field(default="lossaware", metadata={"help": "lossaware (importance sampling) | uniform"})
+    timestep_sampler: ChoiceEnum(TIMESTEP_SAMPLERS) = field(
+        default="lossaware", metadata={"help": "lossaware: importance sampling (the paper's Eq. 9); uniform"}
+    )
     uniform_prob: float = field(default=0.001, metadata={"help": "uniform mixture of the importance sampler"})
     timestep_sampler_bins: int = field(
         default=0, metadata={"help": "pool the importance sampler's losses over this many bins of neighbouring "
                              "steps, so it leaves its uniform warm-up in dozens of updates instead of the "
                              "hundreds a history per step needs; 0 = one bin per step (the paper)"}
     )
-    loss_positions: str = field(default="target", metadata={"help": "target | all (official code)"})
+    loss_positions: ChoiceEnum(LOSS_POSITIONS) = field(
+        default="target", metadata={"help": "positions the loss averages over: the target canvas, or all (also the "
+                                    "source span, as the official code)"}
+    )
     anchor_loss_weight: float = field(default=0.0, metadata={"help": "weight of CE(lm_head(x0_hat), w)"})
     label_smoothing: float = field(
         default=0.0, metadata={"help": "label smoothing of the anchor CE (as LevT's --label-smoothing); the logged "
@@ -55,10 +61,6 @@ class DiffuSeqLoss(FairseqCriterion):
     def __init__(self, task, timestep_sampler, uniform_prob, timestep_sampler_bins, loss_positions, anchor_loss_weight,
                  label_smoothing, rounding_loss_weight, self_condition_prob):
         super().__init__(task)
-        if timestep_sampler not in ("lossaware", "uniform"):
-            raise ValueError(f"unknown --timestep-sampler {timestep_sampler!r}")
-        if loss_positions not in ("target", "all"):
-            raise ValueError(f"unknown --loss-positions {loss_positions!r}")
         if not 0 <= label_smoothing < 1:
             raise ValueError(f"--label-smoothing must be in [0, 1), got {label_smoothing}")
         self.timestep_sampler = timestep_sampler
@@ -91,8 +93,9 @@ class DiffuSeqLoss(FairseqCriterion):
 
         sampler = self._sampler(model.network, model.training)
         t, weights = sampler.sample(batch, target.device)
-        terms = model(src_tokens, src_lengths, target, t, self.loss_positions, self.self_condition_prob,
-                      rounding_term=self.rounding_loss_weight != 0, label_smoothing=self.label_smoothing)
+        terms = model(src_tokens, src_lengths, target, t, loss_positions=self.loss_positions,
+                      self_condition_prob=self.self_condition_prob, rounding_term=self.rounding_loss_weight != 0,
+                      label_smoothing=self.label_smoothing)
         per_sentence = (terms["mse"] + self.rounding_loss_weight * terms["rounding_nll"] + terms["tT"]
                         + self.anchor_loss_weight * terms["anchor_loss"])
         if model.training and self.timestep_sampler == "lossaware":

@@ -1,16 +1,26 @@
 """fairseq wrapper of :class:`~diffuseq_fairseq.network.DiffuSeqNetwork` and its presets."""
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Optional
 
-from fairseq.dataclass import FairseqDataclass
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.models import BaseFairseqModel, register_model, register_model_architecture
 from omegaconf import II
 
-from ..network import DiffuSeqNetwork, NetworkConfig
+from ..diffusion import SCHEDULES
+from ..network import TARGET_POSITIONS, DiffuSeqNetwork, NetworkConfig
+
+
+def network_field(name: str):
+    """The default and help of NetworkConfig's field ``name``, for a field whose type the fairseq
+    config narrows (to a ChoiceEnum, so that --help lists the choices and argparse refuses others)."""
+    (declared,) = (f for f in fields(NetworkConfig) if f.name == name)
+    return field(default=declared.default, metadata=declared.metadata)
 
 
 @dataclass
 class DiffuSeqModelConfig(FairseqDataclass, NetworkConfig):
+    noise_schedule: ChoiceEnum(SCHEDULES) = network_field("noise_schedule")
+    target_positions: ChoiceEnum(TARGET_POSITIONS) = network_field("target_positions")
     # The task's canvas rule at training, saved with the model so that decoding can reuse it.
     # Interpolations without help are not command-line options (fairseq's II convention).
     canvas_len_a: Optional[float] = II("task.canvas_len_a")
@@ -38,11 +48,9 @@ class DiffuSeqModel(BaseFairseqModel):
     def max_positions(self):
         return (self.cfg.max_positions, self.cfg.max_positions)
 
-    def forward(self, src_tokens, src_lengths, target, t, loss_positions="target", self_condition_prob=0.5,
-                rounding_term=True, label_smoothing=0.0):
-        return self.network.training_terms(
-            src_tokens, src_lengths, target, t, loss_positions, self_condition_prob, rounding_term, label_smoothing
-        )
+    def forward(self, src_tokens, src_lengths, target, t, **options):
+        """:meth:`DiffuSeqNetwork.training_terms` (its keyword ``options``)."""
+        return self.network.training_terms(src_tokens, src_lengths, target, t, **options)
 
 
 @register_model_architecture("diffuseq", "diffuseq_base")
