@@ -238,12 +238,15 @@ class DiffuSeqNetwork(nn.Module):
         return SourceContext(embeddings, key_mask, src_lengths, cache, hidden)
 
     def denoise(self, x_t: torch.Tensor, t: torch.Tensor, source: SourceContext, self_cond=None, with_source=False,
-                revealed: Optional[torch.Tensor] = None):
+                revealed: Optional[torch.Tensor] = None, target_mask: Optional[torch.Tensor] = None):
         """Predict x0 for the target canvas x_t ([B, Lt, latent]) at steps t ([B]).
 
         With ``with_source`` also return the prediction at the source positions (the official
         loss covers them): a pair (source x̂0, target x̂0). ``revealed`` ([B, Lt] bool, in training
         under --glance-rate) marks the target positions whose x_t is a clean word embedding.
+        ``target_mask`` ([B, Lt] bool, True inside each row's own canvas; None: all positions) keeps
+        the positions beyond a row's canvas out of attention, so a row's x̂0 does not depend on the
+        batch it is in (the predictions there are meaningless).
         """
         if revealed is not None and self.embed_revealed is None:
             raise ValueError("revealed target positions need a model trained with --glance-rate")
@@ -261,8 +264,9 @@ class DiffuSeqNetwork(nn.Module):
         t = t.clamp(min=self.first_train_step)
         time = self.time_embed(timestep_embedding(self.diffusion.model_time(t), self.cfg.latent_dim).to(x_t.dtype))
         target_states = self._input_states(x_t, target_positions, time, self_cond, segment=1, revealed=revealed)
-        target_mask = torch.ones(batch, target_len, dtype=torch.bool, device=x_t.device)
-        key_mask = torch.cat([source.key_mask, target_mask], dim=1)
+        if target_mask is None:
+            target_mask = torch.ones(batch, target_len, dtype=torch.bool, device=x_t.device)
+        key_mask = torch.cat([source.key_mask, target_mask.bool()], dim=1)
         if source.cache is not None:
             hidden = self.encoder.forward_with_prefix(target_states, source.cache, key_mask)
             source_hidden = source.hidden

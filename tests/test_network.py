@@ -205,3 +205,22 @@ def test_loss_terms_of_a_perfect_prediction_are_the_rounding_and_prior_terms_alo
     assert (terms["rounding_nll"] > 0).all() and (terms["tT"] > 0).all()
     with pytest.raises(ValueError, match="loss positions"):
         net.loss_terms(corruption, perfect, src, target, t, loss_positions="both")
+
+
+@pytest.mark.parametrize("once", [False, True])
+def test_target_mask_makes_a_rows_prediction_independent_of_positions_beyond_its_canvas(once):
+    net = DiffuSeqNetwork(NetworkConfig(**SMALL, encode_source_once=once), 30, 1).eval()
+    src, lengths = torch.tensor([[5, 6, 7, 2], [8, 2, 1, 1]]), torch.tensor([4, 2])
+    source = net.encode_source(src, lengths)
+    x_t, t = torch.randn(2, 6, 16), torch.tensor([5, 30])
+    canvas = torch.tensor([6, 3])  # the second row's own canvas ends after 3 positions
+    target_mask = torch.arange(6) < canvas[:, None]
+    batched = net.denoise(x_t, t, source, target_mask=target_mask)
+    alone = net.denoise(x_t[1:, :3], t[1:], source.select(torch.tensor([1])))
+    assert torch.allclose(batched[1, :3], alone[0], atol=1e-5)
+    changed = x_t.clone()
+    changed[1, 3:] = torch.randn(3, 16)  # what lies beyond the canvas is not seen
+    assert torch.equal(net.denoise(changed, t, source, target_mask=target_mask)[1, :3], batched[1, :3])
+    assert not torch.allclose(net.denoise(changed, t, source)[1, :3], batched[1, :3])  # without the mask it is
+    full = torch.ones(2, 6, dtype=torch.bool)
+    assert torch.equal(net.denoise(x_t, t, source, target_mask=full), net.denoise(x_t, t, source))
