@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from diffuseq_fairseq.dataprep import prepare, toy_task
+from diffuseq_fairseq.dataprep import holdout, lengths, prepare, toy_task
 from diffuseq_fairseq.dataprep.validate import DataError, read_diffuseq_jsonl, read_parallel
 
 
@@ -251,3 +251,123 @@ def test_prepare_end_to_end_parallel_moses(tmp_path: Path) -> None:
     assert (dest / "dict.de.txt").read_text() == (dest / "dict.en.txt").read_text()
     assert (dest / "test.de-en.de.bin").exists()
     assert not (dest / "text" / "bpe.codes").exists()
+
+
+# ---------------------------------------------------------------- --split-valid (holdout)
+
+
+def _numbered_jsonl(path: Path, count: int, blank_lines: tuple[int, ...] = ()) -> Path:
+    lines = ["" if n in blank_lines else json.dumps({"src": f"q {n}", "trg": f"p {n}"})
+             for n in range(1, count + 1)]
+    return _jsonl(path, lines)
+
+
+@pytest.mark.parametrize("text, sizes", [("200,200", (200, 200)), ("5,0", (5, 0))])
+def test_split_valid_parses(text: str, sizes: tuple[int, int]) -> None:
+    assert holdout.parse_holdout_sizes(text) == sizes
+
+
+@pytest.mark.parametrize("text", ["0,5", "5", "1,2,3", "a,b", "3,-1"])
+def test_split_valid_rejects_bad_sizes(text: str, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        prepare.parse_args(["--jsonl-dir", "x", "--split-valid", text, "--destdir", str(tmp_path)])
+
+
+def test_split_valid_needs_jsonl_dir(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        prepare.parse_args(["--trainpref", "t", "--validpref", "v", "--source-lang", "de",
+                            "--target-lang", "en", "--split-valid", "2,2", "--destdir", str(tmp_path)])
+
+
+def test_cut_holdout_counts_order_and_no_overlap(tmp_path: Path) -> None:
+    pairs, stats = read_diffuseq_jsonl(_numbered_jsonl(tmp_path / "valid.jsonl", 20))
+    parts = holdout.cut_holdout(pairs, stats, 3, 2)
+    assert [name for name, _, _ in parts] == ["train", "valid", "test"]
+    assert [len(part) for _, part, _ in parts] == [15, 3, 2]
+    assert [pair for _, part, _ in parts for pair in part] == pairs  # file order, each pair once
+    assert parts[1][1][0] == ("q 16", "p 16") and parts[2][1][-1] == ("q 20", "p 20")
+    assert [part_stats.source.split(" lines ")[1] for _, _, part_stats in parts] == [
+        "1-15", "16-18", "19-20"]
+
+    no_test = holdout.cut_holdout(pairs, stats, 4, 0)
+    assert [(name, len(part)) for name, part, _ in no_test] == [("train", 16), ("valid", 4)]
+
+
+def test_cut_holdout_counts_kept_pairs_and_skipped_lines(tmp_path: Path) -> None:
+    path = _numbered_jsonl(tmp_path / "valid.jsonl", 12, blank_lines=(2, 9, 11))
+    pairs, stats = read_diffuseq_jsonl(path, on_empty="skip")
+    (_, train, train_stats), (_, valid, valid_stats), (_, test, test_stats) = holdout.cut_holdout(
+        pairs, stats, 2, 2)
+    assert (len(train), len(valid), len(test)) == (5, 2, 2)  # sizes count kept pairs
+    assert valid == [("q 7", "p 7"), ("q 8", "p 8")] and test == [("q 10", "p 10"), ("q 12", "p 12")]
+    assert train_stats.empty_lines == [2] and valid_stats.empty_lines == [9]
+    assert test_stats.empty_lines == [11]
+    assert sum(s.read for s in (train_stats, valid_stats, test_stats)) == 12
+
+
+def test_cut_holdout_leaves_training_pairs(tmp_path: Path) -> None:
+    pairs, stats = read_diffuseq_jsonl(_numbered_jsonl(tmp_path / "valid.jsonl", 4))
+    with pytest.raises(DataError, match=r"valid\.jsonl: --split-valid 2,2 holds out 4 pairs"):
+        holdout.cut_holdout(pairs, stats, 2, 2)
+
+
+def test_jsonl_dir_without_train_names_the_option(tmp_path: Path, capsys) -> None:
+    data = tmp_path / "qqp"
+    data.mkdir()
+    _numbered_jsonl(data / "valid.jsonl", 10)
+    assert prepare.main(["--jsonl-dir", str(data), "--destdir", str(tmp_path / "bin")]) == 1
+    err = capsys.readouterr().err
+    assert "train.jsonl: cannot open" in err and "--split-valid N,M" in err
+
+    _numbered_jsonl(data / "train.jsonl", 10)  # --split-valid would ignore it: refused
+    argv = ["--jsonl-dir", str(data), "--split-valid", "2,2", "--destdir", str(tmp_path / "bin")]
+    assert prepare.main(argv) == 1
+    assert "train.jsonl: --split-valid cuts valid.jsonl" in capsys.readouterr().err
+
+
+def test_prepare_split_valid_end_to_end(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("fairseq")
+    data, dest = tmp_path / "qqp", tmp_path / "bin"
+    data.mkdir()
+    _numbered_jsonl(data / "valid.jsonl", 30)
+    argv = ["--jsonl-dir", str(data), "--split-valid", "4,3", "--destdir", str(dest)]
+    assert prepare.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "train: read 23, kept 23" in out and "valid: read 4" in out and "test: read 3" in out
+    assert "lines 24-27" in out
+    text = dest / "text"
+    assert _read(text / "train.src") == [f"q {n}" for n in range(1, 24)]
+    assert _read(text / "valid.tgt") == [f"p {n}" for n in range(24, 28)]
+    assert _read(text / "test.src") == [f"q {n}" for n in range(28, 31)]
+    assert (dest / "test.src-tgt.src.bin").stat().st_size > 0
+
+
+# ---------------------------------------------------------------- length figures
+
+
+def test_canvas_coverage_counts_eos_on_both_sides() -> None:
+    # |x| = 4 words + </s> = 5: 1.2*5 + 4 = 10 positions, so a 9-word target (+ </s>) just fits.
+    assert lengths.canvas_coverage([(4, 9)], 1.2, 4) == 1.0
+    assert lengths.canvas_coverage([(4, 10)], 1.2, 4) == 0.0
+    # 1.5*5 + 5 = 12.5 -> 13 positions; 1.5*2 + 5 = 8.
+    assert lengths.canvas_coverage([(4, 12), (4, 13), (1, 7), (1, 8)], 1.5, 5) == 0.5
+
+
+def test_canvas_coverage_uses_the_task_arithmetic() -> None:
+    torch = pytest.importorskip("torch")
+    sources = torch.arange(1, 300)
+    for a, b in lengths.CANVAS_RULES:  # the same float64 ceil as DiffuSeqTask.canvas_length
+        canvas = torch.ceil(a * sources.double() + b).long()
+        for src, size in zip(sources.tolist(), canvas.tolist()):
+            fits = [(src - 1, size - 1), (src - 1, size)]  # target of size-1 tokens + </s> fits
+            assert lengths.canvas_coverage(fits, a, b) == 0.5
+
+
+def test_length_summary_line() -> None:
+    words = [(2, 3), (4, 5)]
+    tokens = [(3, 4), (5, 30)]
+    line = lengths.length_summary("train", words, tokens, rules=((1.5, 5),))
+    assert line.startswith("train lengths: 2 pairs")
+    assert "mean words 3.00 -> 4.00" in line and "mean tokens 4.00 -> 17.00" in line
+    assert "1.5|x|+5: 50.00%" in line
+    assert lengths.token_lengths([("a b@@ c", "d")]) == [(3, 1)]

@@ -69,7 +69,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                      help="with a --jsonl-dir holding only valid.jsonl (e.g. DiffuSeq's released QQP "
                      "split): cut it in file order, without shuffling: the last N+M pairs become "
                      "valid (N) and test (M, the very last; 0: test reuses valid), all pairs before "
-                     "them train")
+                     "them train (N and M count pairs kept under --on-empty)")
     src.add_argument("--trainpref", help="parallel text: reads TRAINPREF.S and TRAINPREF.T")
     src.add_argument("--validpref")
     src.add_argument("--testpref", help="optional; defaults to reusing the valid split")
@@ -85,7 +85,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--tokenize", choices=("none", "moses"), default="none",
                         help="'none' for already tokenized input (default)")
     parser.add_argument("--moses-lang", help="Moses language for both sides (default: the "
-                        "source/target language for parallel input, 'en' for jsonl)")
+                        "source/target language for parallel input, 'en' for jsonl "
+                        "and captions)")
     parser.add_argument("--lowercase", action="store_true")
     parser.add_argument("--bpe-merges", type=int, default=0,
                         help="joint subword-nmt BPE merges learned on train src+tgt (0: no BPE)")
@@ -127,7 +128,9 @@ def read_jsonl_splits(args: argparse.Namespace) -> list[Split]:
                                 f"three splits, so the folder must not hold {name}.jsonl too "
                                 "(without --split-valid it is used)")
         pairs, stats = read_diffuseq_jsonl(directory / "valid.jsonl", args.on_empty)
-        return [Split(*part) for part in cut_holdout(pairs, stats, *args.split_valid)]
+        parts = cut_holdout(pairs, stats, *args.split_valid)
+        return [Split(name, part, part_stats, note=f" from {part_stats.source}")
+                for name, part, part_stats in parts]
     if not (directory / "train.jsonl").exists():
         raise DataError(f"{directory / 'train.jsonl'}: cannot open: no such file (a folder holding "
                         "only valid.jsonl, like DiffuSeq's released QQP split, can be cut into "
