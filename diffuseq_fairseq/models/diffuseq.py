@@ -25,6 +25,8 @@ class DiffuSeqModelConfig(FairseqDataclass, NetworkConfig):
     # Interpolations without help are not command-line options (fairseq's II convention).
     canvas_len_a: Optional[float] = II("task.canvas_len_a")
     canvas_len_b: Optional[int] = II("task.canvas_len_b")
+    # The token layout it was trained on (issue #26), which decoding must follow.
+    token_layout: str = II("task.token_layout")
 
 
 @register_model("diffuseq", dataclass=DiffuSeqModelConfig)
@@ -67,6 +69,10 @@ def diffuseq_base(args):
     for name in ("canvas_len_a", "canvas_len_b"):
         if not hasattr(args, name):
             setattr(args, name, "${task.%s}" % name)
+    # A checkpoint from before --token-layout existed has it in neither config: it was trained on the
+    # only layout there was.
+    if not hasattr(args, "token_layout"):
+        args.token_layout = "fairseq"
 
 
 @register_model_architecture("diffuseq", "diffuseq_small")
