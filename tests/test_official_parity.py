@@ -1,0 +1,124 @@
+"""The plugin against the official DiffuSeq code run on this machine (slow suite; issue #26).
+
+Builds the official venv (scripts/official_env.sh, minutes the first time), trains small models
+with the official code (v1 with a whitespace vocabulary, v2 with its soft absorbing state, v1 with
+a WordPiece vocabulary; seq_len 128, T 2000), converts them with diffuseq-convert-official, and
+checks that the converted model gives the official x̂0 and loss terms for the same tokens, t and
+noise (1e-5), that fairseq-generate decodes it, and that diffuseq-eval gives the official
+scripts/eval_seq2seq.py figures (1e-6) on official sampler outputs and on edge cases.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from fairseq import options
+from fairseq.data import Dictionary
+from fairseq_cli import preprocess
+
+from diffuseq_fairseq.convert_official import convert
+from fairseq_harness import DIFFUSEQ_DECODE_FLAGS, FULL_BATCHES, generate_main, parse_output
+
+REPO = Path(__file__).resolve().parents[1]
+HERE = REPO / "benchmarks" / "official"
+sys.path.insert(0, str(HERE))
+import compare_dump  # noqa: E402
+import compare_metrics  # noqa: E402
+import toy_data  # noqa: E402
+
+pytestmark = pytest.mark.slow
+RUNS = {  # name: (official version, train_tiny.py vocabulary options; {data} is the toy folder)
+    "v1": ("v1", ["--vocab", "{data}/vocab.txt"]),
+    "v2": ("v2", ["--vocab", "{data}/vocab.txt", "--learned-mean-embed"]),
+    "bert": ("v1", ["--vocab", "bert", "--bert-vocab", "{data}/wordpiece/vocab.txt"]),
+}
+SPECIALS = {"[START]", "[END]", "[PAD]", "[CLS]", "[SEP]"}
+
+
+def run(*command) -> str:
+    done = subprocess.run([str(c) for c in command], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if done.returncode:
+        raise AssertionError(f"{' '.join(map(str, command))} failed:\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def official_python():
+    run("bash", REPO / "scripts" / "official_env.sh")
+    return REPO / ".official-venv" / "bin" / "python"
+
+
+@pytest.fixture(scope="module")
+def official_runs(official_python, tmp_path_factory):
+    """official_runs(name): trained, converted and dumped once per module."""
+    data = toy_data.write_toy_jsonl(tmp_path_factory.mktemp("toy"))
+    done = {}
+
+    def get(name):
+        if name not in done:
+            version, vocabulary = RUNS[name]
+            out = tmp_path_factory.mktemp(name)
+            run(official_python, HERE / "train_tiny.py", "--version", version, "--data-dir", data, "--out", out / "run",
+                "--steps", "6", "--seq-len", "128", "--diffusion-steps", "2000",
+                *[option.format(data=data) for option in vocabulary])
+            checkpoint = out / "run" / "ema_0.9999_000006.pt"
+            convert(checkpoint, out / "converted")
+            run(official_python, HERE / "dump_tensors.py", "--version", version, "--checkpoint", checkpoint,
+                "--out", out / "dump.pt")
+            done[name] = SimpleNamespace(checkpoint=checkpoint, converted=out / "converted", dump=out / "dump.pt")
+        return done[name]
+
+    return get
+
+
+@pytest.mark.parametrize("name", RUNS)
+def test_denoiser_and_loss_terms_equal_the_official_code(official_runs, name):
+    converted = official_runs(name)
+    dump = torch.load(converted.dump, weights_only=True)
+    network, dictionary = compare_dump.load_converted(converted.converted / "checkpoint.pt")
+    with torch.no_grad():
+        gaps = compare_dump.compare(dump, network, dictionary)
+    assert dump["input_ids"].shape[1] == 128 and {0, 1999} <= set(dump["t"].tolist())
+    assert len(gaps) == 8  # schedule, x̂0 twice, four terms, the total
+    assert {quantity: gap for quantity, (gap, _) in gaps.items() if gap > 1e-5} == {}
+
+
+@pytest.mark.parametrize("name", ["v1", "bert"])
+def test_fairseq_generate_decodes_the_converted_checkpoint(official_runs, name, tmp_path):
+    """Text as the official pipeline tokenized it (WordPiece pieces for the bert run) through
+    fairseq-preprocess with the converted dictionaries, then fairseq-generate."""
+    converted = official_runs(name)
+    dump = torch.load(converted.dump, weights_only=True)
+    dictionary = Dictionary.load(str(converted.converted / "dict.src.txt"))
+    for side, positions in (("src", lambda mask: mask == 0), ("tgt", lambda mask: mask == 1)):
+        lines = [" ".join(dump["tokens"][i] for i in ids[positions(mask)].tolist() if dump["tokens"][i] not in SPECIALS)
+                 for ids, mask in zip(dump["input_ids"], dump["input_mask"])]
+        assert all(dictionary.unk() not in dictionary.encode_line(line, add_if_not_exist=False) for line in lines)
+        (tmp_path / f"test.{side}").write_text("".join(line + "\n" for line in lines))
+    dictionaries = ["--srcdict", converted.converted / "dict.src.txt", "--tgtdict", converted.converted / "dict.tgt.txt"]
+    preprocess.main(options.get_preprocessing_parser().parse_args([str(a) for a in [
+        "--source-lang", "src", "--target-lang", "tgt", "--testpref", tmp_path / "test", "--destdir",
+        tmp_path / "bin", "--workers", "1", *dictionaries]]))
+    output = generate_main(tmp_path / "bin", converted.converted / "checkpoint.pt", DIFFUSEQ_DECODE_FLAGS + FULL_BATCHES
+                           + ["--gen-subset", "test", "--batch-size", "6"])
+    hypotheses = parse_output(output)["H"]
+    assert len(hypotheses) == dump["input_ids"].shape[0]
+    vocabulary = set(dump["tokens"]) | {"<unk>"}
+    assert all(set(fields[-1].split()) <= vocabulary for hyps in hypotheses.values() for fields in hyps)
+
+
+def test_diffuseq_eval_gives_the_official_metrics(official_python, official_runs, tmp_path):
+    decoded = tmp_path / "decoded"
+    run(official_python, HERE / "decode.py", "--checkpoint", official_runs("bert").checkpoint, "--seeds", "101", "102",
+        "103", "--step", "100", "--out", decoded)
+    for folder in (decoded, compare_metrics.write_cases(tmp_path / "cases")):
+        paths = sorted(folder.glob("*json"))
+        assert len(paths) == 3
+        rows = compare_metrics.compare(compare_metrics.official_figures(folder, official_python),
+                                       compare_metrics.plugin_figures(paths))
+        assert len(rows) == 3 * len(compare_metrics.QUALITY) + len(compare_metrics.DIVERSITY)
+        assert compare_metrics.unexplained(rows, 1e-6) == [], rows
