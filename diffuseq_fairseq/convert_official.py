@@ -5,7 +5,7 @@
 reads the checkpoint (``ema_*.pt`` or ``model*.pt`` of DiffuSeq v1 or v2) with the
 ``training_args.json`` and the vocabulary that the official code writes beside it, and writes
 ``converted/checkpoint.pt`` (the plugin's ``diffuseq`` model, its config carrying the official run's
-T, schedule, sizes and ``seq_len`` canvas) and ``converted/dict.src.txt`` = ``dict.tgt.txt``.
+T, schedule, sizes, ``seq_len`` canvas and token layout) and ``converted/dict.src.txt`` = ``dict.tgt.txt``.
 
 Vocabulary. The official ids become fairseq's: the start, pad, end and unknown symbols
 ([START]/[CLS], [PAD], [END]/[SEP], [UNK]) become ``<s> <pad> </s> <unk>`` (ids 0-3), every other
@@ -289,7 +289,8 @@ def map_weights(run: OfficialRun, order: List[int]):
 
 def fairseq_arguments(run: OfficialRun, out_dir: Path) -> List[str]:
     """fairseq-train options that rebuild the official run's model, task and training chain: the
-    full ``seq_len`` canvas, loss over all positions, and its optimizer and linear decay."""
+    full ``seq_len`` canvas, the official token layout, loss over all positions, and its optimizer
+    and linear decay."""
     args, bert, state = run.args, run.bert, run.state
     seq_len = str(args["seq_len"])
     sampler = args.get("schedule_sampler", "lossaware")
@@ -300,7 +301,7 @@ def fairseq_arguments(run: OfficialRun, out_dir: Path) -> List[str]:
     steps = str(max(int(args.get("learning_steps", 0)), 1))
     flags = [
         str(out_dir), "--task", "diffuseq", "--source-lang", "src", "--target-lang", "tgt",
-        "--max-total-len", seq_len, "--canvas-len-a", "0", "--canvas-len-b", seq_len,
+        "--max-total-len", seq_len, "--canvas-len-a", "0", "--canvas-len-b", seq_len, "--token-layout", "diffuseq",
         "--arch", "diffuseq_base", "--encoder-layers", str(bert["num_hidden_layers"]),
         "--encoder-embed-dim", str(bert["hidden_size"]), "--encoder-attention-heads", str(bert["num_attention_heads"]),
         "--encoder-ffn-embed-dim", str(state["input_transformers.layer.0.intermediate.dense.weight"].shape[0]),

@@ -116,6 +116,7 @@ def test_layers_and_run_facts_are_carried(tmp_path):
     assert (cfg.model.latent_dim, cfg.model.encoder_layers, cfg.model.encoder_ffn_embed_dim) == (LATENT, LAYERS, FFN)
     assert (cfg.task.max_total_len, cfg.task.canvas_len_a, cfg.task.canvas_len_b) == (SEQ_LEN, 0, SEQ_LEN)
     assert (cfg.model.canvas_len_a, cfg.model.canvas_len_b) == (0, SEQ_LEN)
+    assert cfg.task.token_layout == cfg.model.token_layout == "diffuseq"
     assert cfg.criterion.loss_positions == "all" and not cfg.model.learned_mean_embed
 
 
