@@ -167,3 +167,27 @@ def test_evaluate_with_reference_sets():
         metrics.evaluate(selected, None, candidates, reference_sets=[[REF_A], []])
     with pytest.raises(ValueError, match="2 hypotheses but 1 references"):
         metrics.evaluate(selected, None, candidates, reference_sets=[[REF_A]])
+
+
+def test_bertscore_gets_every_reference(monkeypatch):
+    """bert_score takes a list of references per candidate and keeps the best F1 (bert-score is an
+    optional dependency, so a stand-in module records the call)."""
+    import types
+
+    import torch
+
+    calls = []
+
+    def score(cands, refs, **kwargs):
+        calls.append((cands, refs, kwargs))
+        return None, None, torch.tensor([0.5, 0.7])
+
+    fake = types.SimpleNamespace(score=score, utils=types.SimpleNamespace(model2layers={"hub/model": 9}))
+    monkeypatch.setitem(sys.modules, "bert_score", fake)
+    sets = [[REF_A, REF_B], [LONG]]
+    result = metrics.evaluate([HYP, SHORT], None, [[HYP], [SHORT]], bert_model="hub/model", reference_sets=sets)
+    assert result["bertscore"] == pytest.approx(0.6)
+    assert calls[-1][:2] == ([HYP, SHORT], sets)
+    assert calls[-1][2] == dict(model_type="hub/model", num_layers=None, idf=False, rescale_with_baseline=False)
+    metrics.evaluate([HYP], [REF_A], [[HYP]], bert_model="hub/model")
+    assert calls[-1][1] == [REF_A]  # one reference per candidate, as the official script
