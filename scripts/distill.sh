@@ -23,6 +23,8 @@ WORK="${WORK:-$DEST/teacher}"
 export OMP_NUM_THREADS="${THREADS:-2}"
 BIN="$ROOT/.venv/bin"
 [[ -x "$BIN/fairseq-train" ]] || BIN="$(dirname "$(command -v fairseq-train)")"
+PYTHON="$BIN/python"
+[[ -x "$PYTHON" ]] || PYTHON=python3
 # --user-dir only for its checkpoint-loading allowlist (torch >= 2.6 loads weights_only).
 USER_DIR="$ROOT/diffuseq_fairseq"
 for f in dict.$SRC.txt dict.$TGT.txt train.$SRC-$TGT.$SRC.idx valid.$SRC-$TGT.$SRC.idx test.$SRC-$TGT.$SRC.idx; do
@@ -35,23 +37,24 @@ fi
 mkdir -p "$WORK"
 
 echo "[distill] 1/4 training the teacher for $TEACHER_MINUTES minutes (log: $WORK/train.log)"
-# A small Transformer sized for a CPU budget; checkpoint_last is the teacher.
-"$BIN/fairseq-train" "$DATA_BIN" --source-lang "$SRC" --target-lang "$TGT" --task translation \
-    --arch transformer --share-all-embeddings --encoder-layers 3 --decoder-layers 3 \
-    --encoder-embed-dim 256 --decoder-embed-dim 256 --encoder-ffn-embed-dim 1024 --decoder-ffn-embed-dim 1024 \
-    --encoder-attention-heads 4 --decoder-attention-heads 4 --dropout 0.1 \
-    --criterion label_smoothed_cross_entropy --label-smoothing 0.1 \
-    --optimizer adam --adam-betas '(0.9,0.98)' --lr 1e-3 --lr-scheduler inverse_sqrt --warmup-updates 400 \
-    --max-tokens 2048 --stop-time-hours "$(python3 -c "print($TEACHER_MINUTES / 60)")" \
-    --save-dir "$WORK/ckpt" --no-epoch-checkpoints --disable-validation --cpu --num-workers 0 \
+# The recipe teacher_cpu (diffuseq_fairseq/experiments/recipes.py); checkpoint_last is the teacher.
+recipe() {  # fairseq arguments of the teacher's recipe, one a line: --train or --decode
+    "$PYTHON" -m diffuseq_fairseq.experiments.recipes teacher_cpu "$1"
+}
+TEACHER_TEXT=$(recipe --train)
+mapfile -t TEACHER_FLAGS <<<"$TEACHER_TEXT"
+DECODE_TEXT=$(recipe --decode)
+mapfile -t DECODE_FLAGS <<<"$DECODE_TEXT"
+"$BIN/fairseq-train" "$DATA_BIN" --source-lang "$SRC" --target-lang "$TGT" "${TEACHER_FLAGS[@]}" \
+    --stop-time-hours "$(python3 -c "print($TEACHER_MINUTES / 60)")" \
+    --save-dir "$WORK/ckpt" --no-epoch-checkpoints --num-workers 0 \
     --no-progress-bar --log-interval 100 ${TEACHER_ARGS:-} > "$WORK/train.log" 2>&1
 TEACHER="$WORK/ckpt/checkpoint_last.pt"
 
-# --required-batch-size-multiple 1: fairseq 0.12 drops a last batch smaller than the multiple (fairseq#5036).
 generate() {  # subset, output file
     "$BIN/fairseq-generate" "$DATA_BIN" --user-dir "$USER_DIR" --source-lang "$SRC" --target-lang "$TGT" \
-        --task translation --path "$TEACHER" --gen-subset "$1" --beam "$BEAM" --max-tokens 8000 \
-        --required-batch-size-multiple 1 --cpu --num-workers 0 ${GEN_ARGS:-} "${@:3}" > "$2" 2> "$2.log"
+        --path "$TEACHER" --gen-subset "$1" "${DECODE_FLAGS[@]}" --beam "$BEAM" --num-workers 0 ${GEN_ARGS:-} \
+        "${@:3}" > "$2" 2> "$2.log"
 }
 echo "[distill] 2/4 teacher on the test set (beam $BEAM)"
 generate test "$WORK/gen_test.txt" --remove-bpe

@@ -3,9 +3,8 @@
 # binarize it, train a CPU-sized DiffuSeq, decode the test set with MBR and score it.
 # The task's targets are the passive voice of the source (--paraphrases 1): learnable in minutes.
 # PARAPHRASES=4 draws each target from four templates, so samples differ, but needs far longer training.
-# The model uses the options that won the toy-task ablation (benchmarks/ablation.py): the anchor
-# loss, embedding normalisation, the source encoded once and target positions restarted at 0; the
-# rounding term, exactly 0 under embedding normalisation, is not computed.
+# Model, training and decoding: the recipe toy_3x128 (diffuseq_fairseq/experiments/recipes.py), diffuseq_tiny
+# resized to 3 layers, d=128, latent 64, with the options that won the toy-task ablation.
 # Env: OUT (default runs/quickstart), UPDATES (default 800), THREADS (default 2), PARAPHRASES (default 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,21 +25,14 @@ $BIN/fairseq-preprocess --source-lang src --target-lang tgt --trainpref "$OUT/ra
   --validpref "$OUT/raw/valid" --testpref "$OUT/raw/test" --joined-dictionary \
   --destdir "$OUT/data-bin" --workers 2 > "$OUT/preprocess.log" 2>&1
 echo "[quickstart] 3/5 fairseq-train --task diffuseq ($UPDATES updates; log: $OUT/train.log)"
-$BIN/fairseq-train "$OUT/data-bin" --user-dir "$USER_DIR" --task diffuseq --arch diffuseq_tiny \
-  --criterion diffuseq_loss --encoder-layers 3 --encoder-embed-dim 128 --encoder-ffn-embed-dim 512 \
-  --latent-dim 64 --anchor-loss-weight 1 --rounding-loss-weight 0 --embed-norm --encode-source-once \
-  --target-positions restart \
-  --optimizer adam --adam-betas '(0.9,0.98)' --lr 1e-3 --lr-scheduler inverse_sqrt --warmup-updates 300 \
-  --max-tokens 2048 --dropout 0.1 --attention-dropout 0 --max-update "$UPDATES" \
-  --save-dir "$OUT/checkpoints" --no-epoch-checkpoints --disable-validation \
-  --save-interval-updates 400 --keep-interval-updates 1 --cpu --num-workers 0 --log-interval 100 \
-  --no-progress-bar > "$OUT/train.log" 2>&1
+bash scripts/train.sh toy_3x128 "$OUT/data-bin" "$OUT/checkpoints" --max-update "$UPDATES" --disable-validation \
+  --save-interval-updates 400 --keep-interval-updates 1 --num-workers 0 --log-interval 100 > "$OUT/train.log" 2>&1
 grep -E "train_inner" "$OUT/train.log" | tail -n 1 || true
-echo "[quickstart] 4/5 fairseq-generate: 20 DPM-Solver++ steps (a candidate stops once its words settle), MBR over 5 candidates"
-$BIN/fairseq-generate "$OUT/data-bin" --user-dir "$USER_DIR" --task diffuseq \
-  --path "$OUT/checkpoints/checkpoint_last.pt" --gen-subset test --batch-size 100 --cpu \
-  --sampler dpm-solver++ --diffusion-steps 20 --stop-when-stable 1 --mbr-candidates 5 --nbest 5 \
-  > "$OUT/generate.txt" 2> "$OUT/generate.log"
+DECODE_TEXT=$($BIN/python -m diffuseq_fairseq.experiments.recipes toy_3x128 --decode)  # one argument a line
+mapfile -t DECODE <<<"$DECODE_TEXT"
+echo "[quickstart] 4/5 fairseq-generate ${DECODE[*]}: 20 DPM-Solver++ steps, a candidate stops once its words settle, MBR"
+$BIN/fairseq-generate "$OUT/data-bin" --user-dir "$USER_DIR" --path "$OUT/checkpoints/checkpoint_last.pt" \
+  --gen-subset test --batch-size 100 "${DECODE[@]}" --nbest 5 > "$OUT/generate.txt" 2> "$OUT/generate.log"
 awk '/^(S|H)-/ && ++shown <= 6' "$OUT/generate.txt"  # awk reads to the end: no SIGPIPE under pipefail
 tail -n 1 "$OUT/generate.log"
 echo "[quickstart] 5/5 scores (exact match counts any valid paraphrase; copying the source is the baseline)"

@@ -17,22 +17,18 @@ from fairseq import checkpoint_utils, distributed_utils, options, tasks
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 from fairseq_cli import generate, interactive, preprocess, train, validate
 
+from diffuseq_fairseq.experiments.recipes import TEST_TINY, TEST_TINY_LEVT
+
 REPO = Path(__file__).resolve().parents[1]
 USER_DIR = str(REPO / "diffuseq_fairseq")
+# Run options of every in-process training: no progress bar or worker processes, only the last checkpoint.
+RUN_FLAGS = ["--no-progress-bar", "--num-workers", "0", "--no-epoch-checkpoints"]
 
 # A DiffuSeq model that trains 2 epochs on the dummy data in seconds.
-DIFFUSEQ_TRAIN_FLAGS = [
-    "--user-dir", USER_DIR, "--task", "diffuseq", "--arch", "diffuseq_tiny", "--criterion", "diffuseq_loss",
-    "--num-timesteps", "100", "--encoder-layers", "2", "--encoder-embed-dim", "64",
-    "--encoder-ffn-embed-dim", "128", "--encoder-attention-heads", "2", "--latent-dim", "16",
-    "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "1000", "--max-epoch", "2",
-    "--cpu", "--no-progress-bar", "--num-workers", "0", "--no-epoch-checkpoints",
-]
+DIFFUSEQ_TRAIN_FLAGS = ["--user-dir", USER_DIR, *TEST_TINY.train_argv(), *RUN_FLAGS]
 # Decoding shared by fairseq-generate and fairseq-interactive.
-DIFFUSEQ_DECODE_FLAGS = [
-    "--user-dir", USER_DIR, "--task", "diffuseq", "--diffusion-steps", "10", "--mbr-candidates", "3",
-    "--nbest", "2", "--cpu", "--num-workers", "0",
-]
+DIFFUSEQ_DECODE_FLAGS = ["--user-dir", USER_DIR, *TEST_TINY.decode_argv(), "--mbr-candidates", "3", "--nbest", "2",
+                         "--num-workers", "0"]
 # fairseq 0.12 drops a last batch whose size is not a multiple of --required-batch-size-multiple
 # (default 8) in generate/validate/train (facebookresearch/fairseq#5036): 1 keeps every sentence.
 FULL_BATCHES = ["--required-batch-size-multiple", "1"]
@@ -40,19 +36,8 @@ DIFFUSEQ_GENERATE_FLAGS = DIFFUSEQ_DECODE_FLAGS + FULL_BATCHES + [
     "--gen-subset", "valid", "--batch-size", "16", "--print-step", "--retain-iter-history",
 ]
 # fairseq's own Levenshtein Transformer at toy size (its checkpoints load through the plugin's allowlist).
-LEVT_TRAIN_FLAGS = [
-    "--user-dir", USER_DIR, "--task", "translation_lev", "--arch", "levenshtein_transformer",
-    "--criterion", "nat_loss", "--noise", "random_delete", "--share-all-embeddings",
-    "--encoder-layers", "1", "--decoder-layers", "1", "--encoder-embed-dim", "32", "--decoder-embed-dim", "32",
-    "--encoder-ffn-embed-dim", "64", "--decoder-ffn-embed-dim", "64",
-    "--encoder-attention-heads", "2", "--decoder-attention-heads", "2",
-    "--optimizer", "adam", "--lr", "1e-3", "--max-tokens", "1000", "--max-epoch", "1",
-    "--cpu", "--no-progress-bar", "--num-workers", "0", "--no-epoch-checkpoints",
-]
-LEVT_DECODE_FLAGS = [
-    "--user-dir", USER_DIR, "--task", "translation_lev", "--iter-decode-max-iter", "3",
-    "--iter-decode-eos-penalty", "0", "--beam", "1", "--cpu", "--num-workers", "0",
-]
+LEVT_TRAIN_FLAGS = ["--user-dir", USER_DIR, *TEST_TINY_LEVT.train_argv(), *RUN_FLAGS]
+LEVT_DECODE_FLAGS = ["--user-dir", USER_DIR, *TEST_TINY_LEVT.decode_argv(), "--num-workers", "0"]
 LEVT_GENERATE_FLAGS = LEVT_DECODE_FLAGS + FULL_BATCHES + [
     "--gen-subset", "valid", "--batch-size", "16", "--print-step", "--retain-iter-history",
 ]

@@ -5,10 +5,10 @@ dump the importance sampler per rank and inject a NaN loss.
 Every training run is a subprocess with one intra-op thread, so runs are deterministic and two can
 share the two CPU cores.
 """
-import json
 import os
 import random
 import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -19,21 +19,19 @@ import pytest
 import torch
 
 import diffuseq_fairseq  # noqa: F401  (allowlists fairseq's checkpoint globals for weights_only)
+from diffuseq_fairseq.experiments import fairseq_log
+from diffuseq_fairseq.experiments.recipes import TEST_TINY
 
 REPO = Path(__file__).resolve().parents[1]
 USER_DIR = REPO / "diffuseq_fairseq"
 T = 20  # small T: the importance sampler warms up (10 losses per step) within ~15 updates
 
 MODEL_ARGS = [
-    "--user-dir", str(USER_DIR), "--task", "diffuseq", "--arch", "diffuseq_tiny",
-    "--criterion", "diffuseq_loss", "--encoder-layers", "2",
-    "--encoder-embed-dim", "64", "--encoder-ffn-embed-dim", "128", "--encoder-attention-heads", "2",
-    "--latent-dim", "16", "--optimizer", "adam", "--lr", "1e-3", "--cpu", "--no-progress-bar",
+    "--user-dir", str(USER_DIR), *shlex.split(TEST_TINY.training_args()), "--cpu", "--no-progress-bar",
     "--num-workers", "0", "--seed", "1", "--log-format", "json", "--log-interval", "1",
 ]
 
 SAVED_RE = re.compile(r"Saved checkpoint (\S+) \(epoch (\d+) @ (\d+) updates")
-TRAIN_INNER_RE = re.compile(r"\btrain_inner\s*[|:]\s*(\{.*\})\s*$")
 
 
 def train_env():
@@ -79,13 +77,7 @@ def tail(text, n=40):
 
 def train_losses(log_text):
     """{num_updates: loss} from the json ``train_inner`` lines (loss is logged rounded to 4 d.p.)."""
-    losses = {}
-    for line in log_text.splitlines():
-        match = TRAIN_INNER_RE.search(line)
-        if match:
-            entry = json.loads(match.group(1))
-            losses[int(entry["num_updates"])] = float(entry["loss"])
-    return losses
+    return {number: float(entry["loss"]) for number, entry in train_inner_entries(log_text).items()}
 
 
 def saves_in(log_text):
@@ -166,8 +158,7 @@ DRIVER = textwrap.dedent('''
 
 
 def train_inner_entries(log_text):
-    return {int(e["num_updates"]): e for e in (json.loads(m.group(1)) for m in map(TRAIN_INNER_RE.search,
-            log_text.splitlines()) if m)}
+    return {int(entry["num_updates"]): entry for entry in fairseq_log.records(log_text, "train_inner")}
 
 
 def reversal_data_bin(root: Path) -> Path:
