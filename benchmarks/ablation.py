@@ -20,21 +20,16 @@ On any data-bin (e.g. Multi30k from scripts/prepare_multi30k.sh):
 """
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from compare_levt import generate, metrics_of, progress, run_fairseq, test_subset, train_all  # noqa: E402
+from diffuseq_fairseq.dataprep.toy_score import score as toy_score
+from diffuseq_fairseq.experiments import fairseq_log, recipes
+from diffuseq_fairseq.experiments.report import write_json
+from diffuseq_fairseq.experiments.runner import first_pairs, generate, progress, toy_data_bin, train_all
+from diffuseq_fairseq.experiments.scoring import metrics_of
 
-from diffuseq_fairseq.dataprep.toy_score import score as toy_score  # noqa: E402
-
-# The quickstart's CPU-sized model and optimiser, without the anchor loss: the paper's objective.
-BASE = (
-    "--task diffuseq --arch diffuseq_tiny --criterion diffuseq_loss --encoder-layers 3 --encoder-embed-dim 128 "
-    "--encoder-ffn-embed-dim 512 --latent-dim 64 --optimizer adam --adam-betas (0.9,0.98) --lr 1e-3 "
-    "--lr-scheduler inverse_sqrt --warmup-updates 300 --max-tokens 2048 --dropout 0.1 --attention-dropout 0"
-)
+# The quickstart's CPU-sized model and optimiser with the paper's objective (no anchor loss).
+BASE = recipes.TOY_3X128_PAPER_LOSS.training_args()
 VARIANTS = {
     "base (paper)": "",
     "+ self-conditioning": "--self-condition",
@@ -52,26 +47,11 @@ VARIANTS = {
         "--anchor-loss-weight 1 --embed-norm --encode-source-once --target-positions restart"
     ),
 }
-DECODE = "--sampler dpm-solver++ --diffusion-steps 20"
+DECODE = recipes.TOY_3X128_PAPER_LOSS.decoding_args()
 
 
-def toy_data_bin(out: Path) -> Path:
-    """The quickstart's task: 10,000 training pairs, passive-voice targets."""
-    data_bin = out / "data-bin"
-    if (data_bin / "dict.src.txt").exists():
-        return data_bin
-    progress("writing the toy task")
-    subprocess.run([sys.executable, "-m", "diffuseq_fairseq.dataprep.toy_task", str(out / "raw"), "--n-train", "10000",
-                    "--n-valid", "100", "--n-test", "200", "--paraphrases", "1"], check=True)
-    run_fairseq("fairseq_cli.preprocess", [
-        "--source-lang", "src", "--target-lang", "tgt", "--trainpref", str(out / "raw" / "train"),
-        "--validpref", str(out / "raw" / "valid"), "--testpref", str(out / "raw" / "test"), "--joined-dictionary",
-        "--destdir", str(data_bin), "--workers", "1"], out / "logs" / "preprocess.log", 1)
-    return data_bin
-
-
-def last_valid(log_text: str) -> dict:
-    valid = [json.loads(line.split("| valid | ", 1)[1]) for line in log_text.splitlines() if "| valid | " in line]
+def last_valid(log: Path) -> dict:
+    valid = fairseq_log.records(log.read_text(), "valid")
     return valid[-1] if valid else {}
 
 
@@ -108,7 +88,7 @@ def main(argv=None):
     out = Path(args.out)
     (out / "logs").mkdir(parents=True, exist_ok=True)
     data_bin = toy_data_bin(out) if args.toy else Path(args.data_bin)
-    test_bin = test_subset(data_bin, args.source_lang, args.target_lang, args.test_sentences, out, 1) \
+    test_bin = first_pairs(data_bin, args.source_lang, args.target_lang, args.test_sentences, out, 1) \
         if args.test_sentences else data_bin
     langs = f"--source-lang {args.source_lang} --target-lang {args.target_lang}"
     chosen = list(VARIANTS)
@@ -124,10 +104,10 @@ def main(argv=None):
     for label in chosen:
         name = names[label]
         progress(f"decoding {label}")
-        gen_file, speed = generate(name, test_bin, trained[name]["checkpoint"], f"--task diffuseq {langs} {DECODE}",
+        gen_file, speed = generate(name, test_bin, trained[name]["checkpoint"], f"{DECODE} {langs}",
                                    out, 1, "dpm20")
         entry = {"flags": VARIANTS[label], "train": trained[name], "decode": speed, "metrics": metrics_of(gen_file),
-                 "last_valid": last_valid((out / "logs" / f"train_{name}.log").with_suffix(".out").read_text())}
+                 "last_valid": last_valid(out / "logs" / f"train_{name}.out")}
         if args.toy:
             entry["exact_match"] = toy_score(str(gen_file))["exact_match"]
         results[label] = entry
@@ -135,7 +115,7 @@ def main(argv=None):
     report = table(results, args.toy)
     print("\n" + report)
     (out / "ablation.txt").write_text(report + "\n")
-    json_path.write_text(json.dumps(results, indent=2))
+    write_json(json_path, results)
 
 
 if __name__ == "__main__":

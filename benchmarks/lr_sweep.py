@@ -13,13 +13,11 @@ the end, the side by side's validation flags) decides; the test set is never dec
 import argparse
 import itertools
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from compare_levt import (  # noqa: E402
-    DIFFUSEQ_TASK, DIFFUSEQ_TRAIN, DIFFUSEQ_VALID, LEVT_TRAIN, LEVT_VALID, progress, train_all,
-)
+from diffuseq_fairseq.experiments.recipes import CPU, LEVT_CPU
+from diffuseq_fairseq.experiments.report import write_json
+from diffuseq_fairseq.experiments.runner import progress, train_all
 
 
 def parse_args(argv=None):
@@ -31,7 +29,7 @@ def parse_args(argv=None):
     parser.add_argument("--levt-lrs", default="", help="comma-separated learning rates ('' = none)")
     parser.add_argument("--diffuseq-updates", type=int, default=2300)
     parser.add_argument("--levt-updates", type=int, default=2700)
-    parser.add_argument("--diffuseq-task", default=DIFFUSEQ_TASK, help="task options (e.g. the canvas rule)")
+    parser.add_argument("--diffuseq-task", default=CPU.task, help="task options (e.g. the canvas rule)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1, help="OMP threads per training")
     parser.add_argument("--out", required=True)
@@ -41,9 +39,9 @@ def parse_args(argv=None):
 def runs_of(args):
     """(name, fairseq flags) per training; the last value of a repeated fairseq option wins."""
     langs = f"--source-lang {args.source_lang} --target-lang {args.target_lang} --seed {args.seed}"
-    diffuseq = [(f"diffuseq_lr{lr}", f"{args.diffuseq_task} {DIFFUSEQ_TRAIN} {DIFFUSEQ_VALID} {langs} --lr {lr} "
+    diffuseq = [(f"diffuseq_lr{lr}", f"{args.diffuseq_task} {CPU.train} {CPU.validate} {langs} --lr {lr} "
                  f"--max-update {args.diffuseq_updates}") for lr in filter(None, args.diffuseq_lrs.split(","))]
-    levt = [(f"levt_lr{lr}", f"{LEVT_TRAIN} {LEVT_VALID} {langs} --lr {lr} --max-update {args.levt_updates}")
+    levt = [(f"levt_lr{lr}", f"{LEVT_CPU.training_args()} {LEVT_CPU.validate} {langs} --lr {lr} --max-update {args.levt_updates}")
             for lr in filter(None, args.levt_lrs.split(","))]
     # One DiffuSeq and one LevT per round, so both cores stay busy.
     return [[run for run in pair if run] for pair in itertools.zip_longest(diffuseq, levt)]
@@ -72,7 +70,7 @@ def main(argv=None):
         for name, _ in todo:
             results[name] = summary_row(name, trained[name])
             results[name]["valid_curve"] = trained[name]["valid_curve"]
-        results_path.write_text(json.dumps(results, indent=2))
+        write_json(results_path, results)
     print(f"{'run':<22} {'updates':>7} {'minutes':>7} {'final valid BLEU':>16} {'best (at updates)':>18}")
     for row in results.values():
         best = f"{row['best_valid_bleu']:.2f} ({row['best_at_updates']})" if row["best_valid_bleu"] is not None else "-"

@@ -14,11 +14,14 @@ repeats) and the fastest of --repeats runs counts.
 """
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from compare_levt import DIFFUSEQ_DECODE, EARLY_STOP, LEVT_DECODE, generate, metrics_of, test_subset  # noqa: E402
+from diffuseq_fairseq.experiments.recipes import CPU, LEVT_CPU
+from diffuseq_fairseq.experiments.report import write_json
+from diffuseq_fairseq.experiments.runner import first_pairs, generate
+from diffuseq_fairseq.experiments.scoring import metrics_of
+
+EARLY_STOP = CPU.early_stop
 
 
 def main(argv=None):
@@ -31,8 +34,8 @@ def main(argv=None):
     parser.add_argument("--test-sentences", type=int, default=200)
     parser.add_argument("--batch-sizes", default="1,10,100")
     parser.add_argument("--candidates", type=int, default=10, help="the MBR size set against |S|=1")
-    parser.add_argument("--diffuseq-decode", default=DIFFUSEQ_DECODE)
-    parser.add_argument("--levt-decode", default=LEVT_DECODE)
+    parser.add_argument("--diffuseq-decode", default=CPU.decode)
+    parser.add_argument("--levt-decode", default=LEVT_CPU.decode)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -46,7 +49,7 @@ def main(argv=None):
     if args.report_only:
         report(json.loads(rows_file.read_text()), args)
         return
-    data = test_subset(Path(args.data_bin), args.source_lang, args.target_lang, args.test_sentences, out, args.threads)
+    data = first_pairs(Path(args.data_bin), args.source_lang, args.target_lang, args.test_sentences, out, args.threads)
     langs = f"--source-lang {args.source_lang} --target-lang {args.target_lang}"
 
     def decode(name, checkpoint, flags, tag):
@@ -63,11 +66,11 @@ def main(argv=None):
                 flags = f"--task diffuseq {args.diffuseq_decode} {stop} --mbr-candidates {size} --batch-size {batch}"
                 row[label] = decode("diffuseq", args.diffuseq, flags, f"b{batch}_{label}")
         if args.levt:
-            row["levt"] = decode("levt", args.levt, f"--task translation_lev {args.levt_decode} --batch-size {batch}",
+            row["levt"] = decode("levt", args.levt, f"{LEVT_CPU.decode_task} {args.levt_decode} --batch-size {batch}",
                                  f"b{batch}_levt")
         rows.append(row)
         print(json.dumps(row), flush=True)
-    rows_file.write_text(json.dumps(rows, indent=2))
+    write_json(rows_file, rows)
     report(rows, args)
 
 

@@ -18,14 +18,13 @@ benchmarks/ablation.py (anchor loss + embedding norm + source once + restarted t
         --diffuseq runs/ablation_toy/ckpt_v10/checkpoint_last.pt --toy --out runs/samplers_toy_v10
 """
 import argparse
-import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from compare_levt import LEVT_DECODE, generate, metrics_of, progress, test_subset  # noqa: E402
-
-from diffuseq_fairseq.dataprep.toy_score import score as toy_score  # noqa: E402
+from diffuseq_fairseq.dataprep.toy_score import score as toy_score
+from diffuseq_fairseq.experiments.recipes import LEVT_CPU
+from diffuseq_fairseq.experiments.report import write_json
+from diffuseq_fairseq.experiments.runner import first_pairs, generate, progress
+from diffuseq_fairseq.experiments.scoring import metrics_of
 
 
 def main(argv=None):
@@ -45,7 +44,7 @@ def main(argv=None):
     (out / "logs").mkdir(parents=True, exist_ok=True)
     data_bin = Path(args.data_bin)
     if args.test_sentences:
-        data_bin = test_subset(data_bin, args.source_lang, args.target_lang, args.test_sentences, out, args.threads)
+        data_bin = first_pairs(data_bin, args.source_lang, args.target_lang, args.test_sentences, out, args.threads)
     langs = f"--source-lang {args.source_lang} --target-lang {args.target_lang}"
     ddpm = f"--sampler ddpm --diffusion-steps {args.ddpm_steps}" if args.ddpm_steps else "--sampler ddpm"
     runs = {
@@ -67,7 +66,7 @@ def main(argv=None):
             results[label]["exact_match"] = toy_score(str(gen_file))["exact_match"]
     if args.levt:
         progress("LevT")
-        gen_file, speed = generate("levt", data_bin, args.levt, f"--task translation_lev {langs} {LEVT_DECODE}",
+        gen_file, speed = generate("levt", data_bin, args.levt, f"{LEVT_CPU.decoding_args()} {langs}",
                                    out, args.threads, "default")
         results["levt"] = {"speed": speed, "metrics": metrics_of(gen_file)}
 
@@ -94,7 +93,7 @@ def main(argv=None):
     if args.levt:
         print(f"decoding speed DiffuSeq (dpm-solver++ 20, S=1) / LevT: {single / speed['levt']:.2f}x every step, "
               f"{speed['dpm-solver++ 20, stop'] / speed['levt']:.2f}x with --stop-when-stable 2")
-    (out / "samplers.json").write_text(json.dumps(results, indent=2))
+    write_json(out / "samplers.json", results)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@ every sampler, the DiffuSeq-v2 options, seeding, dictionary and checkpoint error
 Levenshtein Transformer through the same harness as a reference for the iterative-decoding output."""
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -332,49 +331,3 @@ def test_levenshtein_transformer_twin(data_bin, tmp_path):
     lines = parse_output(interactive_main(data_bin, checkpoint, ["h e l l o"], LEVT_DECODE_FLAGS))
     assert lines["S"]["0"] == [["h e l l o"]]
     assert len(lines["H"]["0"]) == 1
-
-
-def test_shown_floor_benchmark(data_bin, checkpoint, tmp_path):
-    """benchmarks/shown_floor.sh: one row per decode and fraction, self-BLEU only where there are
-    several candidates, the later generate options (here the subset) win over its defaults, and
-    foreign% counts outputs with a word that no training target holds."""
-    shutil.copytree(data_bin, tmp_path / "bin")
-    (tmp_path / "bin" / "text").mkdir()
-    (tmp_path / "bin" / "text" / "train.out").write_text("a b c d e f g h i j k l m\n")  # not n … z
-    env = {**os.environ, "PYTHON": sys.executable, "FRACTIONS": "none 0.9",
-           "DECODES": "s1:--mbr-candidates 1;mbr2:--mbr-candidates 2 --nbest 2"}
-    result = subprocess.run(
-        ["bash", str(REPO / "benchmarks" / "shown_floor.sh"), str(checkpoint), str(tmp_path / "bin"),
-         str(tmp_path / "out"), "--source-lang", "in", "--target-lang", "out", "--gen-subset", "valid"],
-        env=env, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-3000:]
-    header, *lines = result.stdout.strip().splitlines()
-    assert header.split() == ["decode", "BLEU", "sacre", "self-BLEU", "sent/s", "foreign%"]
-    rows = {line.split()[0]: line.split()[1:] for line in lines}
-    assert sorted(rows) == ["mbr2_0.9", "mbr2_none", "s1_0.9", "s1_none"], result.stdout
-    for tag, (bleu, sacre, self_bleu, speed, foreign) in rows.items():
-        assert 0 <= float(bleu) <= 100 and 0 <= float(sacre) <= 100 and float(speed) > 0
-        assert (self_bleu == "-") == tag.startswith("s1"), result.stdout
-        selected = [text for _, _, text in (line.split("\t") for line in
-                                            (tmp_path / "out" / f"gen_{tag}.txt").read_text().splitlines()
-                                            if line.startswith("H-"))]
-        selected = selected[::2] if tag.startswith("mbr2") else selected  # the first of each --nbest 2
-        with_foreign = sum(any(word > "m" for word in text.split()) for text in selected)
-        assert float(foreign) == pytest.approx(100 * with_foreign / NUM_VALID, abs=0.05), result.stdout
-    hypotheses = (tmp_path / "out" / "gen_mbr2_0.9.txt").read_text().count("\nH-")
-    assert hypotheses == 2 * NUM_VALID
-
-
-def test_denoise_by_step_benchmark(data_bin, checkpoint, capsys):
-    """benchmarks/denoise_by_step.py on the trained toy checkpoint: one row per requested step,
-    and at t = 0 the clean target itself is recovered from the input alone."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-    import denoise_by_step
-
-    denoise_by_step.main(["--data-bin", str(data_bin), "--source-lang", "in", "--target-lang", "out",
-                          "--path", str(checkpoint), "--sentences", "8", "--fractions", "0,0.5,1"])
-    out = capsys.readouterr().out
-    rows = [line.split() for line in out.splitlines() if re.match(r"\s*\d+ +\d\.\d\d ", line)]
-    assert [row[0] for row in rows] == ["0", "50", "99"], out  # T = 100 in the test model
-    assert rows[0][3] == "100.0%", out
-    assert all(0 <= float(row[2].rstrip("%")) <= 100 for row in rows)

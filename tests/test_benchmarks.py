@@ -1,0 +1,162 @@
+"""The benchmark scripts on tiny inputs: they import the experiment library (never scripts/), keep
+their command lines, and run end to end (the ones that train or decode many times are slow)."""
+import ast
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from diffuseq_fairseq.experiments import recipes
+from fairseq_harness import (
+    DIFFUSEQ_TRAIN_FLAGS, LEVT_TRAIN_FLAGS, REPO, create_dummy_data, preprocess_data, run_cli, train_model,
+)
+
+BENCHMARKS = REPO / "benchmarks"
+
+
+def load(name: str):
+    """A benchmark script as a module (benchmarks/ is no package)."""
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(args, timeout=900):
+    proc = subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"), cwd=REPO)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def test_no_benchmark_or_test_imports_from_scripts():
+    script_modules = {path.stem for path in (REPO / "scripts").glob("*.py")}
+    for path in [*BENCHMARKS.rglob("*.py"), *(REPO / "tests").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                assert not {name.split(".")[0] for name in names} & script_modules, f"{path} imports from scripts/"
+            if isinstance(node, ast.Call) and ast.unparse(node.func) in ("sys.path.insert", "sys.path.append"):
+                assert "scripts" not in ast.unparse(node), f"{path} puts scripts/ on sys.path"
+
+
+def test_lr_sweep_pairs_one_diffuseq_with_one_levt_run_on_the_recipes():
+    sweep = load("lr_sweep")
+    args = sweep.parse_args(["--data-bin", "bin", "--diffuseq-lrs", "1e-3,2e-3", "--levt-lrs", "7e-4", "--out", "o"])
+    rounds = sweep.runs_of(args)
+    assert [[name for name, _ in r] for r in rounds] == [["diffuseq_lr1e-3", "levt_lr7e-4"], ["diffuseq_lr2e-3"]]
+    diffuseq, levt = rounds[0]
+    assert diffuseq[1].startswith(f"{recipes.CPU.task} {recipes.CPU.train} {recipes.CPU.validate}")
+    assert diffuseq[1].endswith("--lr 1e-3 --max-update 2300")  # after the recipe's --lr, so it wins
+    assert levt[1].startswith(f"{recipes.LEVT_CPU.training_args()} {recipes.LEVT_CPU.validate}")
+
+
+def test_shown_floor_grid_reads_the_old_scripts_variables(monkeypatch):
+    floor = load("shown_floor")
+    jobs = floor.grid("none 0.95", "s1:--mbr-candidates 1;mbr10:--mbr-candidates 10")
+    assert list(jobs) == ["s1_none", "mbr10_none", "s1_0.95", "mbr10_0.95"]
+    assert jobs["mbr10_0.95"].endswith("--mbr-candidates 10 --shown-timestep-fraction 0.95")
+    monkeypatch.setenv("FRACTIONS", "0.9")
+    args = floor.parse_args(["ck.pt", "bin", "out", "--source-lang", "de", "--gen-subset", "valid"])
+    assert args.fractions == "0.9" and args.generate_options == ["--source-lang", "de", "--gen-subset", "valid"]
+
+
+def test_vocabulary_scoring_and_cost_model_run_small():
+    proc = run([BENCHMARKS / "vocabulary_scoring.py", "--rows", "300", "--vocab", "50", "--latent", "8", "--repeats", "1"])
+    assert proc.stdout.count("same words: True") == 2
+    proc = run([BENCHMARKS / "cost_model.py", "--sentences", "4", "--steps", "2"])
+    assert "ratio canvas old/new" in proc.stdout and "length proportionality" in proc.stdout
+
+
+NUM_VALID = 12
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A dummy data-bin with a test split (= valid), and a tiny DiffuSeq trained on it in-process."""
+    root = tmp_path_factory.mktemp("bench")
+    create_dummy_data(root / "raw", num_train=200, num_valid=NUM_VALID)
+    for lang in ("in", "out"):
+        (root / "raw" / f"test.{lang}").write_text((root / "raw" / f"valid.{lang}").read_text())
+    run_cli("preprocess", ["--source-lang", "in", "--target-lang", "out", "--trainpref", root / "raw" / "train",
+                           "--validpref", root / "raw" / "valid", "--testpref", root / "raw" / "test",
+                           "--joined-dictionary", "--destdir", root / "bin", "--workers", "1"]).check_returncode()
+    diffuseq = train_model(root / "bin", root / "ckpt_diffuseq", DIFFUSEQ_TRAIN_FLAGS)
+    return {"root": root, "bin": root / "bin", "diffuseq": diffuseq}
+
+
+def test_shown_floor_through_its_old_command(tiny, tmp_path):
+    """benchmarks/shown_floor.sh (now a wrapper of shown_floor.py) with its variables: one row per decode
+    and fraction, self-BLEU only where there are several candidates, the later generate options (here
+    the subset) win over its defaults, and foreign% counts outputs with a word no training target holds."""
+    shutil.copytree(tiny["bin"], tmp_path / "bin")
+    (tmp_path / "bin" / "text").mkdir()
+    (tmp_path / "bin" / "text" / "train.out").write_text("a b c d e f g h i j k l m\n")  # not n … z
+    env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1", "FRACTIONS": "none 0.9",
+           "DECODES": "s1:--mbr-candidates 1;mbr2:--mbr-candidates 2 --nbest 2"}
+    result = subprocess.run(
+        ["bash", str(BENCHMARKS / "shown_floor.sh"), str(tiny["diffuseq"]), str(tmp_path / "bin"),
+         str(tmp_path / "out"), "--source-lang", "in", "--target-lang", "out", "--gen-subset", "valid",
+         "--required-batch-size-multiple", "1"], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    header, *lines = result.stdout.strip().splitlines()
+    assert header.split() == ["decode", "BLEU", "sacre", "self-BLEU", "sent/s", "foreign%"]
+    rows = {line.split()[0]: line.split()[1:] for line in lines}
+    assert list(rows) == ["s1_none", "s1_0.9", "mbr2_none", "mbr2_0.9"], result.stdout
+    for tag, (bleu, sacre, self_bleu, speed, foreign) in rows.items():
+        assert 0 <= float(bleu) <= 100 and 0 <= float(sacre) <= 100 and float(speed) > 0
+        assert (self_bleu == "-") == tag.startswith("s1"), result.stdout
+        output = (tmp_path / "out" / f"gen_diffuseq_{tag}.txt").read_text()
+        selected = [line.split("\t")[2] for line in output.splitlines() if line.startswith("H-")]
+        selected = selected[::2] if tag.startswith("mbr2") else selected  # the first of each --nbest 2
+        with_foreign = sum(any(word > "m" for word in text.split()) for text in selected)
+        assert float(foreign) == pytest.approx(100 * with_foreign / NUM_VALID, abs=0.05), result.stdout
+        if tag.endswith("_0.9"):  # the floor reached the decode
+            log = (tmp_path / "out" / "logs" / f"gen_diffuseq_{tag}.log").read_text()
+            assert "'shown_timestep_fraction': 0.9" in output + log
+    assert (tmp_path / "out" / "gen_diffuseq_mbr2_0.9.txt").read_text().count("\nH-") == 2 * NUM_VALID
+
+
+def test_denoise_by_step_on_the_tiny_checkpoint(tiny, capsys):
+    """benchmarks/denoise_by_step.py: one row per requested step, and at t = 0 the clean target itself is
+    recovered from the input alone."""
+    load("denoise_by_step").main(["--data-bin", str(tiny["bin"]), "--source-lang", "in", "--target-lang", "out",
+                                  "--path", str(tiny["diffuseq"]), "--sentences", "8", "--fractions", "0,0.5,1"])
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if re.match(r"\s*\d+ +\d\.\d\d ", line)]
+    assert [row[0] for row in rows] == ["0", "50", "99"], out  # T = 100 in the test model
+    assert rows[0][3] == "100.0%", out
+    assert all(0 <= float(row[2].rstrip("%")) <= 100 for row in rows)
+
+
+@pytest.mark.slow
+def test_samplers_and_lr_sweep_on_tiny_models(tiny):
+    root, data_bin = tiny["root"], tiny["bin"]
+    levt = train_model(data_bin, root / "ckpt_levt", LEVT_TRAIN_FLAGS)
+    proc = run([BENCHMARKS / "samplers.py", "--data-bin", data_bin, "--source-lang", "in", "--target-lang", "out",
+                "--diffuseq", tiny["diffuseq"], "--levt", levt, "--out", root / "samplers"])
+    assert "vs DDPM full T" in proc.stdout and "decoding speed DiffuSeq" in proc.stdout
+    assert set(json.loads((root / "samplers" / "samplers.json").read_text())) >= {"ddpm full T (paper)", "levt"}
+    proc = run([BENCHMARKS / "lr_sweep.py", "--data-bin", data_bin, "--source-lang", "in", "--target-lang", "out",
+                "--diffuseq-lrs", "1e-3", "--levt-lrs", "1e-3", "--diffuseq-updates", "3", "--levt-updates", "3",
+                "--out", root / "sweep"])
+    sweep = json.loads((root / "sweep" / "sweep.json").read_text())
+    assert {row["updates"] for row in sweep.values()} == {3} and "final valid BLEU" in proc.stdout
+
+
+@pytest.mark.slow
+def test_ablation_on_the_toy_task(tmp_path):
+    """benchmarks/ablation.py end to end: toy data, two variants trained, decoded and tabulated."""
+    out = tmp_path / "ablation"
+    run([BENCHMARKS / "ablation.py", "--toy", "--max-update", "3", "--variants", "0,3", "--out", out])
+    result = json.loads((out / "ablation.json").read_text())
+    assert list(result) == ["base (paper)", "+ both"]
+    for entry in result.values():
+        assert entry["train"]["updates"] == 3
+        assert 0.0 <= entry["exact_match"] <= 1.0 and "bleu" in entry["metrics"]
+    assert "+ both" in (out / "ablation.txt").read_text()
