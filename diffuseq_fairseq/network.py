@@ -9,84 +9,19 @@ padding is masked out of attention; target padding is part of the canvas and is 
 is how DiffuSeq chooses the output length.
 """
 import math
-from dataclasses import dataclass, field, fields
-from typing import Dict, List, NamedTuple, Optional
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .diffusion import GaussianDiffusion, discrete_absorb
-from .step_sampler import LossSecondMomentSampler
+from .diffusion import GaussianDiffusion
+from .network_config import TARGET_POSITIONS, NetworkConfig
+from .step_sampler import LossSecondMomentSampler, UniformSampler
 from .transformer_stack import EncoderStack, KeyValue
 
 IMPORTANCE_HISTORY = 10  # losses kept per step by the importance sampler (official value)
-# The enumerated options' choices, declared once: the fairseq configs (ChoiceEnum) read them.
-TARGET_POSITIONS = ("continue", "restart")
-LOSS_POSITIONS = ("target", "all")
-
-
-@dataclass
-class NetworkConfig:
-    """Architecture and training-chain facts (saved with the model; decoding knobs are not)."""
-
-    encoder_layers: int = field(default=12, metadata={"help": "transformer layers"})
-    encoder_embed_dim: int = field(default=768, metadata={"help": "hidden size of the transformer"})
-    encoder_attention_heads: int = field(default=12, metadata={"help": "attention heads"})
-    encoder_ffn_embed_dim: int = field(default=3072, metadata={"help": "feed-forward size"})
-    latent_dim: int = field(default=128, metadata={"help": "word-embedding (diffusion space) size"})
-    dropout: float = field(default=0.1, metadata={"help": "dropout"})
-    attention_dropout: float = field(default=0.1, metadata={"help": "attention dropout"})
-    max_positions: int = field(default=512, metadata={"help": "learned position embeddings"})
-    num_timesteps: int = field(default=2000, metadata={"help": "T, number of diffusion steps of the training chain"})
-    noise_schedule: str = field(default="sqrt", metadata={"help": "noise schedule of the diffusion chain"})
-    self_condition: bool = field(
-        default=False, metadata={"help": "feed the previous x0 estimate back in (50%% of training steps)"}
-    )
-    learned_mean_embed: bool = field(
-        default=False, metadata={"help": "DiffuSeq-v2 soft absorbing state: noise centred on a learned vector"}
-    )
-    absorb_rate: float = field(
-        default=0.0, metadata={"help": "v2 discrete noise: replace a target token by the absorbing state with "
-                               "probability sqrt(1-abar_t)*rate (needs --learned-mean-embed)"}
-    )
-    embed_norm: bool = field(
-        default=False, metadata={"help": "layer-normalise the word embeddings (Difformer): their scale cannot grow "
-                                 "to outrun the noise, so high noise levels stay informative"}
-    )
-    noise_factor: float = field(
-        default=1.0, metadata={"help": "with --embed-norm, divide the normalised embeddings by this factor: the "
-                               "same as multiplying the noise of every step by it (Difformer's noise factor), "
-                               "so that even early steps leave the target uncertain and the source must be used"}
-    )
-    target_positions: str = field(
-        default="continue", metadata={"help": "continue: target position ids follow the source's, as in the paper's "
-                                      "single sequence | restart: they start at 0 like the source's, so target j and "
-                                      "source j share a position embedding (aligning them is one learned pattern for "
-                                      "every source length), and a learned segment embedding tells the two apart"}
-    )
-    min_timestep_fraction: float = field(
-        default=0.0, metadata={"help": "noise-scale clipping (DINOISER): train only on steps t >= F*T, where the "
-                               "noisy target can no longer be rounded back to its words, and give the model "
-                               "max(t, F*T) when decoding; 0 trains on every step (the paper)"}
-    )
-    encode_source_once: bool = field(
-        default=False, metadata={"help": "source attends only to the source and gets no time embedding, so its "
-                                 "keys/values are computed once per sentence and reused by every step"}
-    )
-    glance_rate: float = field(
-        default=0.0, metadata={"help": "glancing training (GLAT): a first pass without gradient predicts the "
-                               "words, and the second, trained pass is given this share of as many gold words as "
-                               "the first got wrong, at random positions (the loss covers the others). Decoding "
-                               "gives no words: the glancing only teaches the model to make its words agree. "
-                               "0 = off"}
-    )
-
-    @classmethod
-    def of(cls, cfg) -> "NetworkConfig":
-        """The network fields of ``cfg`` (a fairseq model config); a field missing from it, as in
-        a checkpoint saved before the field existed, takes its default, which is the old behaviour."""
-        return cls(**{f.name: getattr(cfg, f.name, f.default) for f in fields(cls)})
+LOSS_POSITIONS = ("target", "all")  # the choices of the criterion's --loss-positions, declared once
 
 
 class SourceContext(NamedTuple):
@@ -106,13 +41,17 @@ class SourceContext(NamedTuple):
 
 
 class TrainingNoise(NamedTuple):
-    """The Gaussian draws of one training step, given instead of drawn, so that a step of another
-    implementation (the official ``training_losses_seq2seq``) can be replayed exactly. All are
-    standard normal; the network scales them where they are used."""
+    """The random draws of one training step, given instead of drawn: to replay a step of another
+    implementation (the official ``training_losses_seq2seq``) exactly, or to make validation a
+    function of each sentence (:meth:`DiffuSeqNetwork.seeded_draws`). The Gaussian draws are
+    standard normal, scaled where they are used; an optional draw left None is drawn as in training."""
 
     source_z0: torch.Tensor  # [B, Ls, latent]: the source's z0 is Emb(x) + std_0 · source_z0
     target_z0: torch.Tensor  # [B, Lt, latent]: z0 is Emb(y) + std_0 · target_z0
     diffusion: torch.Tensor  # [B, Lt, latent]: the ε of x_t = q_sample(z0, t, ε)
+    absorb: Optional[torch.Tensor] = None  # [B, Lt] U(0, 1): --absorb-rate absorbs a position where below its rate
+    glance: Optional[torch.Tensor] = None  # [B, Lt] U(0, 1): glancing gives the positions of the lowest draws
+    self_condition: Optional[torch.Tensor] = None  # [B] U(0, 1): a row gets a first estimate where below the share
 
 
 class Corruption(NamedTuple):
@@ -123,6 +62,7 @@ class Corruption(NamedTuple):
     z0: torch.Tensor  # [B, Lt, latent]
     x_t: torch.Tensor  # [B, Lt, latent]
     revealed: Optional[torch.Tensor]  # [B, Lt] positions given their z0 by glancing (None without it)
+    target_mask: Optional[torch.Tensor]  # [B, Lt] True inside each row's own canvas (None: every position)
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -145,35 +85,36 @@ class DiffuSeqNetwork(nn.Module):
         self.embed_tokens = nn.Embedding(vocab_size, latent)
         nn.init.normal_(self.embed_tokens.weight, std=1.0)  # the official N(0, 1) initialisation
         self.output_bias = nn.Parameter(torch.zeros(vocab_size))  # lm_head bias, untied
+        self.time_dim = cfg.time_embed_dim or latent
         self.time_embed = nn.Sequential(
-            nn.Linear(latent, 4 * latent), nn.SiLU(), nn.Linear(4 * latent, hidden)
+            nn.Linear(self.time_dim, 4 * self.time_dim), nn.SiLU(), nn.Linear(4 * self.time_dim, hidden)
         )
+        if cfg.identity_projections and (latent != hidden or cfg.self_condition):
+            raise ValueError("--identity-projections needs --latent-dim equal to --encoder-embed-dim "
+                             f"({latent} and {hidden}) and no --self-condition")
         input_dim = 2 * latent if cfg.self_condition else latent
-        self.input_up_proj = nn.Sequential(nn.Linear(input_dim, hidden), nn.Tanh(), nn.Linear(hidden, hidden))
+        self.input_up_proj = nn.Identity() if cfg.identity_projections else nn.Sequential(
+            nn.Linear(input_dim, hidden), nn.Tanh(), nn.Linear(hidden, hidden))
         self.embed_positions = nn.Embedding(cfg.max_positions, hidden)
         if cfg.target_positions not in TARGET_POSITIONS:  # the fairseq option refuses it at parse time
             raise ValueError(f"unknown --target-positions {cfg.target_positions!r}; choose one of {TARGET_POSITIONS}")
-        if cfg.target_positions == "restart":
-            self.embed_segment = nn.Embedding(2, hidden)  # 0 source, 1 target
-        else:
-            self.register_parameter("embed_segment", None)
+        # Parts an option leaves out are plain None attributes, not None parameters: fairseq's trainer
+        # would log every None parameter as "shared" with the others.
+        # Segment embedding: 0 source, 1 target.
+        self.embed_segment = nn.Embedding(2, hidden) if cfg.target_positions == "restart" else None
         if not 0 <= cfg.glance_rate <= 1:
             raise ValueError(f"--glance-rate must be in [0, 1], got {cfg.glance_rate}")
-        if cfg.glance_rate > 0:
-            self.embed_revealed = nn.Parameter(torch.zeros(hidden))  # added where a target word is given
-        else:
-            self.register_parameter("embed_revealed", None)
+        # Added where a target word is given.
+        self.embed_revealed = nn.Parameter(torch.zeros(hidden)) if cfg.glance_rate > 0 else None
         self.input_norm = nn.LayerNorm(hidden, eps=1e-12)
         self.dropout = nn.Dropout(cfg.dropout)
         self.encoder = EncoderStack(
             cfg.encoder_layers, hidden, cfg.encoder_attention_heads, cfg.encoder_ffn_embed_dim,
             cfg.dropout, cfg.attention_dropout,
         )
-        self.output_down_proj = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, latent))
-        if cfg.learned_mean_embed:
-            self.mean_embed = nn.Parameter(torch.randn(latent) * latent**-0.5)
-        else:
-            self.register_parameter("mean_embed", None)
+        self.output_down_proj = nn.Identity() if cfg.identity_projections else nn.Sequential(
+            nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, latent))
+        self.mean_embed = nn.Parameter(torch.randn(latent) * latent**-0.5) if cfg.learned_mean_embed else None
         if cfg.noise_factor != 1.0 and not cfg.embed_norm:
             raise ValueError("--noise-factor needs --embed-norm (free embeddings would absorb the factor)")
         if cfg.noise_factor <= 0:
@@ -262,7 +203,7 @@ class DiffuSeqNetwork(nn.Module):
         # Under clipping, steps below the first trained one are shown as that step: their input is
         # only cleaner than the model expects.
         t = t.clamp(min=self.first_train_step)
-        time = self.time_embed(timestep_embedding(self.diffusion.model_time(t), self.cfg.latent_dim).to(x_t.dtype))
+        time = self.time_embed(timestep_embedding(self.diffusion.model_time(t), self.time_dim).to(x_t.dtype))
         target_states = self._input_states(x_t, target_positions, time, self_cond, segment=1, revealed=revealed)
         if target_mask is None:
             target_mask = torch.ones(batch, target_len, dtype=torch.bool, device=x_t.device)
@@ -282,22 +223,29 @@ class DiffuSeqNetwork(nn.Module):
             return self.output_down_proj(source_hidden), self.output_down_proj(hidden)
         return self.output_down_proj(hidden)
 
-    def glance(self, x_t, t, source, target: torch.Tensor, z0: torch.Tensor):
+    def glance(self, x_t, t, source, target: torch.Tensor, z0: torch.Tensor, target_mask=None, uniform=None):
         """GLAT's draw: as many gold words as ⌈rate · (words the model gets wrong without help)⌉,
-        at random positions of the canvas; returns (x_t with them given, the given positions)."""
+        at random positions of each row's canvas (those of the lowest ``uniform`` draws, drawn if
+        None); returns (x_t with them given, the given positions)."""
         with torch.no_grad():
-            guess = self.logits(self.denoise(x_t, t, source)).argmax(-1)
-        count = (guess.ne(target).sum(1, keepdim=True).float() * self.cfg.glance_rate).ceil()
-        ranks = torch.rand(target.shape, device=target.device).argsort(1).argsort(1)
-        revealed = ranks < count
+            guess = self.logits(self.denoise(x_t, t, source, target_mask=target_mask)).argmax(-1)
+        wrong = guess.ne(target)
+        if uniform is None:
+            uniform = torch.rand(target.shape, device=target.device)
+        if target_mask is not None:
+            wrong = wrong & target_mask
+            uniform = uniform.masked_fill(~target_mask, 2.0)  # ranked after every position of the canvas
+        count = (wrong.sum(1, keepdim=True).float() * self.cfg.glance_rate).ceil()
+        revealed = uniform.argsort(1).argsort(1) < count
         return torch.where(revealed.unsqueeze(-1), z0.to(x_t.dtype), x_t), revealed
 
     def corrupt(self, src_tokens: torch.Tensor, src_lengths: torch.Tensor, target: torch.Tensor, t: torch.Tensor,
-                noise: Optional[TrainingNoise] = None) -> Corruption:
+                noise: Optional[TrainingNoise] = None, target_mask: Optional[torch.Tensor] = None) -> Corruption:
         """The forward process at steps t: z0 = Emb(w) + std_0 · ε on both sides (the source's z0 is
         what the denoiser is conditioned on), x_t = q_sample(z0, t) on the target canvas, then v2's
-        discrete absorbing and GLAT's glancing where enabled. The Gaussian draws come from ``noise``
-        or, when it is None, are drawn here in the order target z0, source z0, q_sample."""
+        discrete absorbing and GLAT's glancing where enabled. The draws come from ``noise`` or, when
+        it is None, are drawn here in the order target z0, source z0, q_sample, absorbing, glancing.
+        ``target_mask`` ([B, Lt] bool) marks each row's own canvas (see :meth:`denoise`)."""
         diffusion = self.diffusion
         noise_std = diffusion.z0_noise_std
         clean = self.embed(target)
@@ -306,22 +254,36 @@ class DiffuSeqNetwork(nn.Module):
         epsilon = torch.randn_like(z0) if noise is None else noise.diffusion
         x_t = diffusion.q_sample(z0, t, epsilon, mean=self.mean_embed)
         if self.cfg.absorb_rate > 0:
-            rate = (1 - diffusion.alphas_cumprod.to(t.device)[t]).sqrt().float() * self.cfg.absorb_rate
-            x_t = discrete_absorb(x_t, rate, torch.ones_like(target, dtype=torch.bool), self.mean_embed)
+            x_t = self.absorb(x_t, t, None if noise is None else noise.absorb)
         revealed = None
         if self.cfg.glance_rate > 0:
-            x_t, revealed = self.glance(x_t, t, source, target, z0)
-        return Corruption(source, clean, z0, x_t, revealed)
+            x_t, revealed = self.glance(x_t, t, source, target, z0, target_mask, None if noise is None else noise.glance)
+        return Corruption(source, clean, z0, x_t, revealed, target_mask)
 
-    def predict(self, corruption: Corruption, t: torch.Tensor, self_condition_prob: float = 0.5):
+    def absorb(self, x_t: torch.Tensor, t: torch.Tensor, uniform: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """DiffuSeq-v2's discrete noise: a position becomes the absorbing state m with probability
+        sqrt(1-ᾱ_t) · --absorb-rate, where its ``uniform`` draw ([B, Lt], drawn if None) is below it."""
+        rate = (1 - self.diffusion.alphas_cumprod.to(t.device)[t]).sqrt().float() * self.cfg.absorb_rate
+        if uniform is None:
+            uniform = torch.rand(x_t.shape[:2], device=x_t.device)
+        replace = uniform < rate.view(-1, 1)
+        return torch.where(replace.unsqueeze(-1), self.mean_embed.to(x_t.dtype).expand_as(x_t), x_t)
+
+    def predict(self, corruption: Corruption, t: torch.Tensor, self_condition_prob: float = 0.5,
+                self_condition_draws: Optional[torch.Tensor] = None):
         """(source x̂0, target x̂0); under --self-condition, on a share of the steps, fed a first
-        estimate made without gradient (as decoding feeds the previous step's)."""
-        source, x_t, revealed = corruption.source, corruption.x_t, corruption.revealed
+        estimate made without gradient (as decoding feeds the previous step's). One draw decides for
+        the batch, or with ``self_condition_draws`` ([B] U(0, 1)) each row for itself."""
+        source, x_t, revealed, mask = corruption.source, corruption.x_t, corruption.revealed, corruption.target_mask
         self_cond = None
-        if self.cfg.self_condition and torch.rand(()) < self_condition_prob:
-            with torch.no_grad():
-                self_cond = self.denoise(x_t, t, source, revealed=revealed).detach()
-        return self.denoise(x_t, t, source, self_cond=self_cond, with_source=True, revealed=revealed)
+        if self.cfg.self_condition:
+            chosen = (torch.rand(()) if self_condition_draws is None else self_condition_draws) < self_condition_prob
+            if chosen.any():
+                with torch.no_grad():
+                    self_cond = self.denoise(x_t, t, source, revealed=revealed, target_mask=mask).detach()
+                # A row not chosen gets zeros, the input of a step without an estimate.
+                self_cond = torch.where(chosen.view(-1, 1, 1).to(x_t.device), self_cond, torch.zeros_like(self_cond))
+        return self.denoise(x_t, t, source, self_cond=self_cond, with_source=True, revealed=revealed, target_mask=mask)
 
     def loss_terms(self, corruption: Corruption, predictions, src_tokens: torch.Tensor, target: torch.Tensor,
                    t: torch.Tensor, loss_positions: str = "target", rounding_term: bool = True,
@@ -330,7 +292,7 @@ class DiffuSeqNetwork(nn.Module):
 
         mse(x̂0, z0) (clean target at t = 0, as upstream), rounding −log p(w|z0), the tT term, and
         the anchor CE(lm_head(x̂0), w) that the official code logs but does not add.
-        ``loss_positions``: "target" averages over the target canvas, padding included; "all"
+        ``loss_positions``: "target" averages over each row's target canvas, padding included; "all"
         also over the source span, as the official code does. ``rounding_term=False`` skips the
         rounding term (reported as 0): a full-vocabulary softmax that costs a quarter of a small
         model's training step and is ≈ 0 once --embed-norm keeps the words far apart.
@@ -351,9 +313,12 @@ class DiffuSeqNetwork(nn.Module):
             return mse, rounding, self.diffusion.prior_loss(noisy).mean(-1)
 
         mse, rounding, prior = position_terms(tgt_pred, target, corruption.z0, corruption.clean)
-        # Given words are copied, not predicted: as in GLAT, only the others are scored.
-        revealed = corruption.revealed
-        mask = torch.ones_like(target, dtype=torch.float) if revealed is None else (~revealed).float()
+        # Only a row's own canvas is scored; given words are copied, not predicted: as in GLAT, only the
+        # others are scored.
+        revealed, canvas = corruption.revealed, corruption.target_mask
+        mask = torch.ones_like(target, dtype=torch.float) if canvas is None else canvas.float()
+        if revealed is not None:
+            mask = mask * (~revealed).float()
         if loss_positions == "all":
             source_z0 = corruption.source.embeddings
             src_terms = position_terms(src_pred, src_tokens, source_z0, self.embed(src_tokens))
@@ -380,13 +345,39 @@ class DiffuSeqNetwork(nn.Module):
         rounding_term: bool = True,
         label_smoothing: float = 0.0,
         noise: Optional[TrainingNoise] = None,
+        target_mask: Optional[torch.Tensor] = None,
     ) -> Dict[str, torch.Tensor]:
         """Per-sentence loss terms (see :meth:`loss_terms`) of a target canvas ([B, Lt], padded) at
-        steps t: the corruption (with ``noise``'s draws if given), the denoiser, the terms."""
-        corruption = self.corrupt(src_tokens, src_lengths, target, t, noise)
-        predictions = self.predict(corruption, t, self_condition_prob)
+        steps t: the corruption (with ``noise``'s draws if given), the denoiser, the terms, all within
+        each row's own canvas where ``target_mask`` ([B, Lt] bool) marks it."""
+        corruption = self.corrupt(src_tokens, src_lengths, target, t, noise, target_mask)
+        predictions = self.predict(corruption, t, self_condition_prob, None if noise is None else noise.self_condition)
         return self.loss_terms(corruption, predictions, src_tokens, target, t, loss_positions, rounding_term,
                                label_smoothing)
+
+
+    def seeded_draws(self, seeds: Sequence[int], src_lengths: torch.Tensor, canvas_lengths: torch.Tensor,
+                     src_width: int, canvas_width: int) -> Tuple[torch.Tensor, TrainingNoise]:
+        """Steps t (uniform over the trained steps) and every draw of a step, each row's from a CPU
+        generator seeded with its ``seeds`` entry and shaped by its own lengths, then zero-padded to the
+        batch: a row's draws, and so its loss, do not depend on the batch it is in (validation)."""
+        sampler = UniformSampler(self.cfg.num_timesteps, self.first_train_step)
+        latent, steps, rows = self.cfg.latent_dim, [], []
+        for seed, src_len, canvas in zip(seeds, src_lengths.tolist(), canvas_lengths.tolist()):
+            generator = torch.Generator().manual_seed(int(seed))
+            steps.append(sampler.sample(1, "cpu", generator)[0])
+            rows.append((torch.randn(src_len, latent, generator=generator),
+                         torch.randn(canvas, latent, generator=generator),
+                         torch.randn(canvas, latent, generator=generator),
+                         torch.rand(canvas, generator=generator),
+                         torch.rand(canvas, generator=generator),
+                         torch.rand(1, generator=generator)))
+        widths = (src_width, canvas_width, canvas_width, canvas_width, canvas_width, 1)
+        device = self.embed_tokens.weight.device
+        padded = [torch.stack([F.pad(x, (0, 0) * (x.dim() - 1) + (0, width - x.size(0))) for x in column]).to(device)
+                  for column, width in zip(zip(*rows), widths)]
+        *draws, self_condition = padded
+        return torch.cat(steps).to(device), TrainingNoise(*draws, self_condition=self_condition.squeeze(1))
 
 
 def _token_nll(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:

@@ -1,12 +1,15 @@
-"""The model's and criterion's enumerated options: declared once (ChoiceEnum over the modules'
-registries), refused at parse time naming the choices, carried as plain strings."""
+"""The model's fairseq glue: enumerated options declared once (ChoiceEnum over the modules'
+registries), refused at parse time naming the choices and carried as plain strings; the token
+layout carried from the task (old checkpoints: fairseq); no false shared parameters."""
 import pytest
 from fairseq import models, options, tasks
 from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+from fairseq.trainer import _catalog_shared_params
 from omegaconf import OmegaConf
 
 from diffuseq_fairseq.diffusion import SCHEDULES
-from diffuseq_fairseq.network import LOSS_POSITIONS, TARGET_POSITIONS
+from diffuseq_fairseq.network import LOSS_POSITIONS, DiffuSeqNetwork
+from diffuseq_fairseq.network_config import TARGET_POSITIONS, NetworkConfig
 from diffuseq_fairseq.step_sampler import TIMESTEP_SAMPLERS
 from fairseq_harness import USER_DIR, create_dummy_data, preprocess_data
 
@@ -65,3 +68,14 @@ def test_a_checkpoint_from_before_the_token_layout_means_the_fairseq_layout(data
     saved = OmegaConf.create(saved)
     task = tasks.setup_task(saved.task, from_checkpoint=True)
     assert models.build_model(saved.model, task, from_checkpoint=True).cfg.token_layout == "fairseq"
+
+
+def test_absent_optional_parts_are_no_shared_parameters_for_fairseq():
+    """fairseq's trainer logs parameters registered more than once as shared; None placeholders were
+    (issue #31). A real tie is still reported."""
+    net = DiffuSeqNetwork(NetworkConfig(encoder_layers=1, encoder_embed_dim=32, encoder_attention_heads=2,
+                                        encoder_ffn_embed_dim=64, latent_dim=16, num_timesteps=50), 30, 1)
+    assert net.embed_segment is None and net.embed_revealed is None and net.mean_embed is None
+    assert _catalog_shared_params(net) == []
+    net.time_embed[2].bias = net.input_up_proj[0].bias
+    assert _catalog_shared_params(net) == [["time_embed.2.bias", "input_up_proj.0.bias"]]

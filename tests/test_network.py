@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from diffuseq_fairseq.network import DiffuSeqNetwork, NetworkConfig
+from diffuseq_fairseq.network import DiffuSeqNetwork, NetworkConfig, TrainingNoise
 
 SMALL = dict(encoder_layers=1, encoder_embed_dim=32, encoder_attention_heads=2, encoder_ffn_embed_dim=64,
              latent_dim=16, num_timesteps=50)
@@ -45,15 +45,6 @@ def test_target_position_ids_follow_the_source_or_restart_at_zero(layout, once):
 def test_unknown_target_positions_is_a_clear_error():
     with pytest.raises(ValueError, match="--target-positions"):
         DiffuSeqNetwork(NetworkConfig(**SMALL, target_positions="shifted"), 30, 1)
-
-
-def test_config_of_an_older_checkpoint_takes_the_defaults_of_newer_fields():
-    from omegaconf import OmegaConf
-
-    saved = OmegaConf.create({k: v for k, v in NetworkConfig(**SMALL).__dict__.items() if k != "target_positions"})
-    OmegaConf.set_struct(saved, True)  # as fairseq loads it: a missing key raises
-    cfg = NetworkConfig.of(saved)
-    assert cfg.target_positions == "continue" and cfg.latent_dim == 16
 
 
 def test_skipping_the_rounding_term_leaves_the_other_terms_unchanged():
@@ -122,12 +113,17 @@ def test_glancing_gives_a_share_of_as_many_gold_words_as_the_first_pass_got_wron
     net = DiffuSeqNetwork(NetworkConfig(**SMALL, glance_rate=0.5), 30, 1)
     target = torch.tensor([[7, 8, 2, 1, 1], [4, 2, 1, 1, 1]])
     guess = torch.tensor([[7, 9, 9, 9, 1], [4, 2, 1, 1, 1]])  # the first row gets three words wrong, the second none
-    monkeypatch.setattr(net, "denoise", lambda x_t, t, source: torch.zeros(2, 5, 16))
+    monkeypatch.setattr(net, "denoise", lambda x_t, t, source, target_mask=None: torch.zeros(2, 5, 16))
     monkeypatch.setattr(net, "logits", lambda x: F.one_hot(guess, 30).float())
     z0, x_t = torch.randn(2, 5, 16), torch.randn(2, 5, 16)
     given_x, revealed = net.glance(x_t, torch.tensor([40, 40]), None, target, z0)
     assert revealed.sum(1).tolist() == [2, 0]  # ⌈0.5 · 3⌉ and ⌈0.5 · 0⌉
     assert torch.equal(given_x[revealed], z0[revealed]) and torch.equal(given_x[~revealed], x_t[~revealed])
+    # Within a row's own canvas only: its wrong words and its positions, the lowest draws first.
+    canvas = torch.tensor([[True, True, True, False, False], [True] * 5])
+    uniform = torch.tensor([[0.9, 0.1, 0.5, 0.0, 0.0], [0.5] * 5])
+    _, revealed = net.glance(x_t, torch.tensor([40, 40]), None, target, z0, target_mask=canvas, uniform=uniform)
+    assert revealed.tolist()[0] == [False, True, False, False, False] and not revealed[1].any()  # ⌈0.5 · 2⌉
 
 
 def test_glancing_trains_with_given_words_and_decodes_without():
@@ -150,7 +146,7 @@ def test_glancing_scores_only_the_words_not_given(monkeypatch):
 
     net = DiffuSeqNetwork(NetworkConfig(**SMALL, glance_rate=0.5, dropout=0.0, attention_dropout=0.0), 30, 1)
     given = torch.tensor([[True, False, True, True]])
-    monkeypatch.setattr(net, "glance", lambda x_t, t, source, target, z0: (x_t, given))
+    monkeypatch.setattr(net, "glance", lambda x_t, t, source, target, z0, target_mask, uniform: (x_t, given))
     logits, lm_head = [], net.logits
     monkeypatch.setattr(net, "logits", lambda x: logits.append(lm_head(x)) or logits[-1])  # the anchor's: the last
     target = torch.tensor([[7, 8, 2, 1]])
@@ -166,8 +162,6 @@ def _paired_batch():
 
 def test_given_noise_replays_the_draws_in_their_order():
     """target z0, source z0, then q_sample's ε: giving those tensors reproduces a drawn step exactly."""
-    from diffuseq_fairseq.network import TrainingNoise
-
     net = DiffuSeqNetwork(NetworkConfig(**SMALL), 30, 1).eval()
     src, lengths, target, t = _paired_batch()
     torch.manual_seed(0)
@@ -181,8 +175,6 @@ def test_given_noise_replays_the_draws_in_their_order():
 
 
 def test_corruption_with_given_noise_is_the_forward_process():
-    from diffuseq_fairseq.network import TrainingNoise
-
     net = DiffuSeqNetwork(NetworkConfig(**SMALL), 30, 1)
     src, lengths, target, t = _paired_batch()
     noise = TrainingNoise(torch.randn(2, 3, 16), torch.randn(2, 4, 16), torch.randn(2, 4, 16))
@@ -224,3 +216,74 @@ def test_target_mask_makes_a_rows_prediction_independent_of_positions_beyond_its
     assert not torch.allclose(net.denoise(changed, t, source)[1, :3], batched[1, :3])  # without the mask it is
     full = torch.ones(2, 6, dtype=torch.bool)
     assert torch.equal(net.denoise(x_t, t, source, target_mask=full), net.denoise(x_t, t, source))
+
+
+ROW_OPTIONS = [
+    {}, {"self_condition": True}, {"glance_rate": 0.5}, {"learned_mean_embed": True, "absorb_rate": 0.5},
+    {"encode_source_once": True, "target_positions": "restart"},
+]
+
+
+@pytest.mark.parametrize("options", ROW_OPTIONS, ids=lambda o: "-".join(o) or "default")
+@pytest.mark.parametrize("loss_positions", ["target", "all"])
+def test_a_rows_seeded_loss_is_the_same_alone_and_in_a_batch(options, loss_positions):
+    """Issue #31: with seeded draws and each row's own canvas, a sentence's loss terms do not depend on
+    the other rows (their lengths, their canvas, their draws)."""
+    net = DiffuSeqNetwork(NetworkConfig(**SMALL, **options), 30, 1).eval()
+    src = torch.tensor([[5, 6, 7, 8, 2], [9, 2, 1, 1, 1], [4, 5, 2, 1, 1]])
+    src_lengths = torch.tensor([5, 2, 3])
+    target = torch.tensor([[7, 8, 9, 10, 11, 2, 1], [4, 2, 1, 1, 1, 1, 1], [6, 6, 2, 1, 1, 1, 1]])
+    canvas = torch.tensor([7, 3, 4])
+    seeds = [11, 12, 13]
+
+    def terms(rows):
+        width = int(canvas[rows].max())
+        src_width = int(src_lengths[rows].max())
+        t, noise = net.seeded_draws([seeds[i] for i in rows], src_lengths[rows], canvas[rows], src_width, width)
+        mask = torch.arange(width) < canvas[rows, None]
+        return net.training_terms(src[rows, :src_width], src_lengths[rows], target[rows, :width], t,
+                                  loss_positions=loss_positions, noise=noise, target_mask=mask)
+
+    batched = terms([0, 1, 2])
+    for row in range(3):
+        alone = terms([row])
+        for key, value in alone.items():
+            assert torch.allclose(batched[key][row], value[0], rtol=1e-5, atol=1e-6), (row, key)
+
+
+def test_seeded_draws_are_the_rows_own_and_steps_are_trained_ones():
+    net = DiffuSeqNetwork(NetworkConfig(**SMALL, min_timestep_fraction=0.4), 30, 1)
+    t, noise = net.seeded_draws([3, 4], torch.tensor([3, 1]), torch.tensor([2, 4]), 3, 4)
+    t_alone, alone = net.seeded_draws([4], torch.tensor([1]), torch.tensor([4]), 1, 4)
+    assert t[1] == t_alone[0] and ((20 <= t) & (t < 50)).all()
+    for batched, single in zip(noise, alone):
+        assert torch.equal(batched[1, :single.size(1)] if batched.dim() > 1 else batched[1], single[0])
+    assert noise.source_z0.shape == (2, 3, 16) and noise.target_z0.shape == (2, 4, 16)
+    assert not noise.target_z0[0, 2:].any() and not noise.source_z0[1, 1:].any()  # beyond a row: zeros
+    assert not torch.equal(net.seeded_draws([5], torch.tensor([1]), torch.tensor([4]), 1, 4)[1].target_z0,
+                           alone.target_z0)
+
+
+
+def test_time_embedding_size_is_the_latent_size_unless_given():
+    """The official hidden_t_dim may differ from hidden_dim; converting such a model needs it."""
+    assert DiffuSeqNetwork(NetworkConfig(**SMALL), 30, 1).time_embed[0].weight.shape == (64, 16)
+    net = DiffuSeqNetwork(NetworkConfig(**SMALL, time_embed_dim=6), 30, 1).eval()
+    assert net.time_embed[0].weight.shape == (24, 6) and net.time_embed[2].weight.shape == (32, 24)
+    source = net.encode_source(torch.tensor([[5, 6, 2]]), torch.tensor([3]))
+    assert net.denoise(torch.randn(1, 4, 16), torch.tensor([5]), source).shape == (1, 4, 16)
+
+
+def test_identity_projections_feed_the_stack_the_embeddings_themselves():
+    """As the official TransformerNetModel when hidden_dim equals the stack's size."""
+    sizes = dict(SMALL, latent_dim=32)
+    net = DiffuSeqNetwork(NetworkConfig(**sizes, identity_projections=True), 30, 1).eval()
+    assert isinstance(net.input_up_proj, torch.nn.Identity) and isinstance(net.output_down_proj, torch.nn.Identity)
+    source = net.encode_source(torch.tensor([[5, 6, 2]]), torch.tensor([3]))
+    x_t, t = torch.randn(1, 4, 32), torch.tensor([5])
+    seen = []
+    net.encoder.register_forward_hook(lambda module, inputs, output: seen.append(output[0]))
+    assert torch.equal(net.denoise(x_t, t, source), seen[-1][:, 3:])  # the stack's own states, unprojected
+    for wrong in (dict(SMALL, identity_projections=True), dict(sizes, identity_projections=True, self_condition=True)):
+        with pytest.raises(ValueError, match="--identity-projections needs"):
+            DiffuSeqNetwork(NetworkConfig(**wrong), 30, 1)

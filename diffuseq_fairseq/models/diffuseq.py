@@ -7,7 +7,8 @@ from fairseq.models import BaseFairseqModel, register_model, register_model_arch
 from omegaconf import II
 
 from ..diffusion import SCHEDULES
-from ..network import TARGET_POSITIONS, DiffuSeqNetwork, NetworkConfig
+from ..network import DiffuSeqNetwork
+from ..network_config import TARGET_POSITIONS, NetworkConfig
 
 
 def network_field(name: str):
