@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from diffuseq_fairseq.generator import DiffuSeqGenerator
+from diffuseq_fairseq.generator import DecodingOptions, DiffuSeqGenerator
 from diffuseq_fairseq.network import DiffuSeqNetwork, NetworkConfig
 
 PAD, BOS, EOS, VOCAB = 1, 0, 2, 8000
@@ -39,11 +39,11 @@ def canvas_rule(paper: bool):
 
 
 def decode_seconds(network, tokens, lengths, candidates, steps, paper_canvas, batch=100):
-    generator = DiffuSeqGenerator(
-        (PAD, BOS, EOS), sampler="dpm-solver++", num_steps=steps, total_steps=network.cfg.num_timesteps,
-        step_spacing="uniform", eta=0.0, rounding="l2", num_candidates=candidates,
-        canvas_length=canvas_rule(paper_canvas), retain_history=False, base_seed=1,
-    )
+    generator = DiffuSeqGenerator(DecodingOptions(
+        special_ids=(PAD, BOS, EOS), sampler="dpm-solver++", num_steps=steps, total_steps=network.cfg.num_timesteps,
+        num_candidates=candidates, base_seed=1,
+        canvas_length=lambda lengths: torch.tensor([canvas_rule(paper_canvas)(n.view(1)) for n in lengths]),
+    ))
     start = time.perf_counter()
     for i in range(0, tokens.size(0), batch):
         src, src_len = tokens[i : i + batch], lengths[i : i + batch]

@@ -14,7 +14,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from diffuseq_fairseq.generator import DiffuSeqGenerator
+from diffuseq_fairseq.generator import DecodingOptions, DiffuSeqGenerator
 from diffuseq_fairseq.network import DiffuSeqNetwork, NetworkConfig
 
 DENSE_BF16_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
@@ -95,11 +95,10 @@ def measure_decoding(net, batch, device, steps=20):
     sample = {"id": torch.arange(batch), "net_input": {"src_tokens": src, "src_lengths": lengths}}
     results = {}
     for candidates in (1, 10):
-        generator = DiffuSeqGenerator(
-            (PAD, BOS, EOS), sampler="dpm-solver++", num_steps=steps, total_steps=net.cfg.num_timesteps,
-            step_spacing="uniform", eta=0.0, rounding="l2", num_candidates=candidates,
-            canvas_length=lambda s: 32, retain_history=False, base_seed=1,
-        )
+        generator = DiffuSeqGenerator(DecodingOptions(
+            special_ids=(PAD, BOS, EOS), sampler="dpm-solver++", num_steps=steps, total_steps=net.cfg.num_timesteps,
+            num_candidates=candidates, base_seed=1, canvas_length=lambda lengths: torch.full_like(lengths, 32),
+        ))
         with torch.autocast("cuda", dtype=torch.bfloat16):
             generator.generate([net], sample)
             torch.cuda.synchronize()

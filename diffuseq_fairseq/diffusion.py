@@ -1,19 +1,17 @@
 """Gaussian diffusion over embeddings with partial noising (DiffuSeq), free of fairseq.
 
 Conventions follow the official DiffuSeq code: discrete steps t = 0..T-1, ``alphas_cumprod[t]`` is
-ᾱ_t, step 0 is the (slightly noisy) "z0" level, and the model predicts x0 directly. Sampling walks a
-decreasing list of steps and ends with a jump to the clean level (ᾱ = 1), so the last update
-returns the model's x̂0 itself.
+ᾱ_t, step 0 is the (slightly noisy) "z0" level, and the model predicts x0 directly. The reverse
+process (samplers and their step grids) is in :mod:`diffuseq_fairseq.samplers`; this module holds
+the noise schedules, the forward process and the scoring of vectors against the vocabulary.
 
 All schedule tensors are float64 and never become module buffers, so ``model.half()`` cannot
 round ᾱ ≈ 2e-7 to zero (which would give NaN in 1/sqrt(ᾱ) style expressions).
 """
 import math
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
-
-SCHEDULES = ("sqrt", "linear", "cosine")
 
 
 def betas_for_alpha_bar(num_steps: int, alpha_bar: Callable[[float], float], max_beta: float = 0.999):
@@ -25,17 +23,31 @@ def betas_for_alpha_bar(num_steps: int, alpha_bar: Callable[[float], float], max
     return torch.tensor(betas, dtype=torch.float64)
 
 
+def _sqrt_betas(num_steps: int) -> torch.Tensor:
+    """DiffuSeq's default: ᾱ(s) = 1 - sqrt(s + 1e-4)."""
+    return betas_for_alpha_bar(num_steps, lambda s: 1 - math.sqrt(s + 1e-4))
+
+
+def _linear_betas(num_steps: int) -> torch.Tensor:
+    """DDPM's, rescaled so any T spans the same noise range."""
+    scale = 1000 / num_steps
+    return torch.linspace(scale * 1e-4, scale * 0.02, num_steps, dtype=torch.float64)
+
+
+def _cosine_betas(num_steps: int) -> torch.Tensor:
+    return betas_for_alpha_bar(num_steps, lambda s: math.cos((s + 0.008) / 1.008 * math.pi / 2) ** 2)
+
+
+# The noise schedules by name (T -> float64 betas); --noise-schedule's choices are these names.
+SCHEDULES: Dict[str, Callable[[int], torch.Tensor]] = {
+    "sqrt": _sqrt_betas, "linear": _linear_betas, "cosine": _cosine_betas,
+}
+
+
 def make_betas(schedule: str, num_steps: int) -> torch.Tensor:
-    if schedule == "sqrt":  # DiffuSeq's default: ᾱ(s) = 1 - sqrt(s + 1e-4)
-        return betas_for_alpha_bar(num_steps, lambda s: 1 - math.sqrt(s + 1e-4))
-    if schedule == "linear":  # DDPM's, rescaled so any T spans the same noise range
-        scale = 1000 / num_steps
-        return torch.linspace(scale * 1e-4, scale * 0.02, num_steps, dtype=torch.float64)
-    if schedule == "cosine":
-        return betas_for_alpha_bar(
-            num_steps, lambda s: math.cos((s + 0.008) / 1.008 * math.pi / 2) ** 2
-        )
-    raise ValueError(f"unknown noise schedule {schedule!r}; choose one of {SCHEDULES}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown noise schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    return SCHEDULES[schedule](num_steps)
 
 
 def _gather(table: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -101,138 +113,7 @@ class GaussianDiffusion:
         return (a * x0.float()) ** 2
 
 
-def sampling_steps(
-    num_steps: int, total: int, spacing: str = "uniform", alphas_cumprod=None, lowest: int = 0
-) -> List[int]:
-    """Decreasing list of ``num_steps`` step indices in [lowest, total), always containing total-1 and lowest.
 
-    ``uniform`` spaces indices evenly (DDIM's time-uniform); ``logsnr`` spaces them evenly in
-    log-SNR, which DPM-Solver recommends for few steps. ``lowest`` > 0 keeps every model call on
-    the steps a model trained with noise-scale clipping has seen; the last step still jumps to
-    the clean level (see step_pairs).
-    """
-    if not 0 <= lowest < total:
-        raise ValueError(f"the lowest sampling step must be in [0, {total}), got {lowest}")
-    if not 1 <= num_steps <= total - lowest:
-        raise ValueError(f"--diffusion-steps must be in [1, {total - lowest}], got {num_steps}")
-    if num_steps == 1:
-        return [total - 1]
-    if spacing == "uniform":
-        points = torch.linspace(total - 1, lowest, num_steps, dtype=torch.float64)
-    elif spacing == "logsnr":
-        log_snr = (alphas_cumprod / (1 - alphas_cumprod)).log()
-        targets = torch.linspace(float(log_snr[-1]), float(log_snr[lowest]), num_steps, dtype=torch.float64)
-        points = torch.stack([(log_snr - v).abs().argmin() for v in targets]).double()
-    else:
-        raise ValueError(f"unknown step spacing {spacing!r}; choose uniform or logsnr")
-    # Rounding can map neighbouring points to one index (log-SNR crowds near t=0): keep the
-    # indices strictly decreasing while leaving room for the points still to come.
-    steps: List[int] = []
-    for i, p in enumerate(points.round().long().tolist()):
-        upper = total - 1 if not steps else steps[-1] - 1
-        steps.append(max(min(p, upper), lowest + num_steps - 1 - i))
-    return steps
-
-
-def ddim_step(
-    x0_hat: torch.Tensor,
-    x_t: torch.Tensor,
-    abar_t: float,
-    abar_s: float,
-    eta: float = 0.0,
-    noise: Optional[torch.Tensor] = None,
-    mean: Optional[torch.Tensor] = None,
-) -> torch.Tensor:
-    """Exact DDIM update from level ᾱ_t to level ᾱ_s (s < t) given x̂0.
-
-    Uses ᾱ of the step actually jumped to (the official DiffuSeq ``ddim_sample`` uses ᾱ_{t-1}
-    whatever the gap, which is not DDIM). η=1 with s = t-1 is the DDPM posterior with its
-    "fixed small" variance. ``mean`` recentres the process on v2's soft absorbing state.
-    """
-    centre = 0 if mean is None else mean
-    x0c, xtc = x0_hat - centre, x_t - centre
-    eps = (xtc - math.sqrt(abar_t) * x0c) / math.sqrt(1 - abar_t)
-    sigma = eta * math.sqrt(max((1 - abar_s) / (1 - abar_t) * (1 - abar_t / abar_s), 0.0))
-    direction = math.sqrt(max(1 - abar_s - sigma**2, 0.0))
-    x_s = math.sqrt(abar_s) * x0c + direction * eps
-    if sigma > 0:
-        x_s = x_s + sigma * noise
-    return x_s + centre
-
-
-def ddpm_step(
-    x0_hat: torch.Tensor,
-    x_t: torch.Tensor,
-    abar_t: float,
-    abar_s: float,
-    noise: Optional[torch.Tensor] = None,
-    mean: Optional[torch.Tensor] = None,
-) -> torch.Tensor:
-    """Ancestral step with DiffuSeq's "fixed large" variance β, on a possibly respaced chain.
-
-    With s = t-1 this is ``p_sample`` of the official code: posterior mean + sqrt(β_t) z; the
-    final jump to the clean level (ᾱ_s = 1) adds no noise and returns x̂0.
-    """
-    centre = 0 if mean is None else mean
-    x0c, xtc = x0_hat - centre, x_t - centre
-    beta = 1 - abar_t / abar_s
-    coef_x0 = math.sqrt(abar_s) * beta / (1 - abar_t)
-    coef_xt = math.sqrt(1 - beta) * (1 - abar_s) / (1 - abar_t)
-    mu = coef_x0 * x0c + coef_xt * xtc
-    if abar_s < 1.0 and noise is not None:
-        mu = mu + math.sqrt(beta) * noise
-    return mu + centre
-
-
-class DPMSolverPP:
-    """DPM-Solver++ (multistep, 2nd order) for an x0-prediction model on a discrete VP chain.
-
-    Call :meth:`step` once per model evaluation with x̂0; the first step and (when
-    ``lower_order_final``) the last step are first order, which equals DDIM with η=0.
-    """
-
-    def __init__(self, order: int = 2, lower_order_final: bool = True):
-        if order not in (1, 2):
-            raise ValueError("DPM-Solver++ order must be 1 or 2")
-        self.order = order
-        self.lower_order_final = lower_order_final
-        self._prev_x0: Optional[torch.Tensor] = None
-        self._prev_h: Optional[float] = None
-
-    @staticmethod
-    def _lambda(abar: float) -> float:
-        return 0.5 * math.log(abar / (1 - abar))
-
-    def step(self, x0_hat, x_t, abar_t: float, abar_s: float, is_last: bool, mean=None):
-        centre = 0 if mean is None else mean
-        x0c, xtc = x0_hat - centre, x_t - centre
-        if abar_s >= 1.0:  # jump to the clean level: σ_s = 0, so x_s is the (extrapolated) x̂0
-            x_s = x0c
-            if self.order == 2 and self._prev_x0 is not None and not self.lower_order_final:
-                x_s = 1.5 * x0c - 0.5 * self._prev_x0  # r → 1 limit
-            self._prev_x0 = None
-            return x_s + centre
-        sigma_t, sigma_s = math.sqrt(1 - abar_t), math.sqrt(1 - abar_s)
-        h = self._lambda(abar_s) - self._lambda(abar_t)
-        use_second = (
-            self.order == 2 and self._prev_x0 is not None and not (is_last and self.lower_order_final)
-        )
-        if use_second:
-            r = self._prev_h / h
-            d = (1 + 1 / (2 * r)) * x0c - (1 / (2 * r)) * self._prev_x0
-        else:
-            d = x0c
-        x_s = (sigma_s / sigma_t) * xtc - math.sqrt(abar_s) * math.expm1(-h) * d
-        self._prev_x0, self._prev_h = x0c, h
-        return x_s + centre
-
-    def select_rows(self, index: torch.Tensor) -> None:
-        """Keep the history rows ``index`` only (rows that stopped early leave the batch)."""
-        if self._prev_x0 is not None:
-            self._prev_x0 = self._prev_x0[index]
-
-
-# A CPU decode scores blocks of this many [row, vocabulary] entries at a time: the block stays in
 # cache, and MBR's B·S·L rows never hold a [B·S·L, V] matrix (480 MiB for 100 sentences × 10
 # candidates on Multi30k). GPUs take the whole matrix in one call (see vocabulary_block_rows).
 CPU_VOCABULARY_BLOCK = 2**21
@@ -280,6 +161,23 @@ def most_likely_words(
     return columns if with_log_probs else (columns[0], None)
 
 
+def nearest_word_ids(x: torch.Tensor, embeddings: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """L2 rounding: the nearest embedding (the official DiffuSeq clamp)."""
+    return nearest_embedding_ids(x, embeddings)
+
+
+def likeliest_word_ids(x: torch.Tensor, embeddings: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Argmax lm_head(x) (Difformer's clamp: it uses the trained output bias)."""
+    return most_likely_words(x, embeddings, bias, with_log_probs=False)[0]
+
+
+# How the reverse process clamps x̂0 to a word at every step, by name: (x, embeddings, output bias)
+# -> word ids; "none" keeps x̂0 as predicted. --rounding's choices are these names.
+ROUNDINGS: Dict[str, Optional[Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]]] = {
+    "l2": nearest_word_ids, "logits": likeliest_word_ids, "none": None,
+}
+
+
 def discrete_absorb(
     x: torch.Tensor, rate: torch.Tensor, mask: torch.Tensor, mean: torch.Tensor, generator=None
 ) -> torch.Tensor:
@@ -287,9 +185,3 @@ def discrete_absorb(
     u = torch.rand(x.shape[:2], device=x.device, generator=generator)
     replace = (u < rate.view(-1, 1)) & mask.bool()
     return torch.where(replace.unsqueeze(-1), mean.to(x.dtype).expand_as(x), x)
-
-
-def step_pairs(steps: Sequence[int], alphas_cumprod: torch.Tensor):
-    """(t, ᾱ_t, ᾱ_s) for consecutive steps, the last one jumping to the clean level ᾱ=1."""
-    levels = [float(alphas_cumprod[s]) for s in steps] + [1.0]
-    return [(steps[i], levels[i], levels[i + 1]) for i in range(len(steps))]

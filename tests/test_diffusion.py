@@ -1,22 +1,18 @@
-"""Unit tests of the fairseq-free diffusion math: schedules, q_sample, posteriors, samplers,
-importance sampler and the MBR utility."""
+"""Unit tests of the fairseq-free diffusion math: schedules, q_sample, posteriors, vocabulary scoring
+and rounding, and the importance sampler."""
 import math
 
 import pytest
 import torch
 
 from diffuseq_fairseq.diffusion import (
-    DPMSolverPP,
+    ROUNDINGS,
+    SCHEDULES,
     GaussianDiffusion,
-    ddim_step,
-    ddpm_step,
     make_betas,
     most_likely_words,
     nearest_embedding_ids,
-    sampling_steps,
-    step_pairs,
 )
-from diffuseq_fairseq.mbr import mbr_order, pairwise_bleu
 from diffuseq_fairseq.step_sampler import LossSecondMomentSampler, UniformSampler
 
 
@@ -31,7 +27,7 @@ def test_sqrt_schedule_matches_official_values():
     assert int((d.betas >= 0.999).sum()) == 1
 
 
-@pytest.mark.parametrize("schedule", ["sqrt", "linear", "cosine"])
+@pytest.mark.parametrize("schedule", list(SCHEDULES))
 def test_schedules_are_monotone_and_valid(schedule):
     betas = make_betas(schedule, 500)
     abar = torch.cumprod(1 - betas, 0)
@@ -41,7 +37,8 @@ def test_schedules_are_monotone_and_valid(schedule):
 
 
 def test_unknown_schedule_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown noise schedule"):
+    assert list(SCHEDULES) == ["sqrt", "linear", "cosine"]
+    with pytest.raises(ValueError, match="unknown noise schedule 'quadratic'; choose one of sqrt, linear, cosine"):
         make_betas("quadratic", 10)
 
 
@@ -80,83 +77,6 @@ def test_posterior_mean_matches_closed_form():
         assert torch.allclose(got[i], want, atol=1e-5)
 
 
-def test_ddim_gap_one_eta_one_is_the_ddpm_posterior():
-    d = GaussianDiffusion("sqrt", 50)
-    x0, x_t, noise = torch.randn(1, 3, 4), torch.randn(1, 3, 4), torch.randn(1, 3, 4)
-    step = 20
-    abar_t, abar_s = float(d.alphas_cumprod[step]), float(d.alphas_cumprod[step - 1])
-    got = ddim_step(x0, x_t, abar_t, abar_s, eta=1.0, noise=noise)
-    mean = d.q_posterior_mean(x0, x_t, torch.tensor([step]))
-    std = math.sqrt(float(d.posterior_variance[step]))
-    assert torch.allclose(got, mean + std * noise, atol=1e-5)
-
-
-def test_ddpm_step_uses_fixed_large_variance_and_final_jump_is_x0():
-    d = GaussianDiffusion("sqrt", 50)
-    x0, x_t, noise = torch.randn(1, 3, 4), torch.randn(1, 3, 4), torch.randn(1, 3, 4)
-    step = 20
-    got = ddpm_step(x0, x_t, float(d.alphas_cumprod[step]), float(d.alphas_cumprod[step - 1]), noise)
-    mean = d.q_posterior_mean(x0, x_t, torch.tensor([step]))
-    assert torch.allclose(got, mean + math.sqrt(float(d.betas[step])) * noise, atol=1e-5)
-    assert torch.allclose(ddpm_step(x0, x_t, float(d.alphas_cumprod[0]), 1.0, noise), x0, atol=1e-6)
-    assert torch.allclose(ddim_step(x0, x_t, float(d.alphas_cumprod[0]), 1.0), x0, atol=1e-6)
-
-
-def test_ddim_uses_the_level_it_jumps_to():
-    """Consistency: with the true x0 and eps, deterministic DDIM lands exactly on q at level s."""
-    d = GaussianDiffusion("sqrt", 2000)
-    x0, eps = torch.randn(2, 5, 8), torch.randn(2, 5, 8)
-    t, s = 1500, 900
-    abar_t, abar_s = float(d.alphas_cumprod[t]), float(d.alphas_cumprod[s])
-    x_t = math.sqrt(abar_t) * x0 + math.sqrt(1 - abar_t) * eps
-    want = math.sqrt(abar_s) * x0 + math.sqrt(1 - abar_s) * eps
-    assert torch.allclose(ddim_step(x0, x_t, abar_t, abar_s), want, atol=1e-5)
-
-
-def test_dpm_solver_first_order_equals_ddim_and_exact_with_true_x0():
-    d = GaussianDiffusion("sqrt", 2000)
-    x0, eps = torch.randn(2, 5, 8), torch.randn(2, 5, 8)
-    steps = sampling_steps(10, 2000)
-    pairs = step_pairs(steps, d.alphas_cumprod)
-    _, abar_t, abar_s = pairs[0]
-    x_t = math.sqrt(abar_t) * x0 + math.sqrt(1 - abar_t) * eps
-    solver = DPMSolverPP()
-    first = solver.step(x0, x_t, abar_t, abar_s, is_last=False)
-    assert torch.allclose(first, ddim_step(x0, x_t, abar_t, abar_s), atol=1e-5)
-    # With a perfect (constant) x0 prediction the 2nd-order steps stay on the true trajectory.
-    x = first
-    for i, (_, a_t, a_s) in enumerate(pairs[1:], start=1):
-        x = solver.step(x0, x, a_t, a_s, is_last=i == len(pairs) - 1)
-    assert torch.allclose(x, x0, atol=1e-4)
-
-
-def test_sampling_steps():
-    assert sampling_steps(2000, 2000) == list(range(1999, -1, -1))
-    steps = sampling_steps(20, 2000)
-    assert len(steps) == 20 and steps[0] == 1999 and steps[-1] == 0
-    assert all(a > b for a, b in zip(steps, steps[1:]))
-    d = GaussianDiffusion("sqrt", 2000)
-    logsnr = sampling_steps(10, 2000, "logsnr", d.alphas_cumprod)
-    assert logsnr[0] == 1999 and logsnr[-1] == 0 and len(logsnr) == 10
-    assert all(a > b for a, b in zip(logsnr, logsnr[1:]))
-    assert len(sampling_steps(10, 100, "logsnr", GaussianDiffusion("sqrt", 100).alphas_cumprod)) == 10
-    with pytest.raises(ValueError, match="diffusion-steps"):
-        sampling_steps(0, 2000)
-
-
-def test_sampling_steps_from_a_lowest_step_stay_in_the_trained_range():
-    assert sampling_steps(5, 2000, lowest=1600) == [1999, 1899, 1800, 1700, 1600]
-    d = GaussianDiffusion("sqrt", 2000)
-    logsnr = sampling_steps(6, 2000, "logsnr", d.alphas_cumprod, lowest=1600)
-    assert logsnr[0] == 1999 and logsnr[-1] == 1600 and len(logsnr) == 6
-    assert all(a > b for a, b in zip(logsnr, logsnr[1:]))
-    assert sampling_steps(400, 2000, lowest=1600) == list(range(1999, 1599, -1))
-    with pytest.raises(ValueError, match=r"--diffusion-steps must be in \[1, 400\]"):
-        sampling_steps(401, 2000, lowest=1600)
-    with pytest.raises(ValueError, match="lowest sampling step"):
-        sampling_steps(5, 2000, lowest=2000)
-
-
 def test_nearest_embedding_ids_pick_the_nearest_row_in_l2():
     emb = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 5.0]])
     x = torch.tensor([[[0.9, 0.1], [0.1, 4.0], [-0.2, 0.1]]])
@@ -174,6 +94,15 @@ def test_most_likely_words_match_the_log_softmax_argmax_in_any_block_size():
         got_ids, got_scores = most_likely_words(x, table, bias, block_rows)
         assert torch.equal(got_ids, ids) and torch.allclose(got_scores, scores, atol=1e-5)
         assert torch.equal(most_likely_words(x, table, bias, block_rows, with_log_probs=False)[0], ids)
+
+
+def test_roundings_by_name_pick_the_nearest_or_the_likeliest_word():
+    table = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 5.0]])
+    bias = torch.tensor([0.0, 0.0, -100.0])  # word 2 is nearest to x but never likely
+    x = torch.tensor([[[0.1, 4.0]]])
+    assert list(ROUNDINGS) == ["l2", "logits", "none"] and ROUNDINGS["none"] is None
+    assert ROUNDINGS["l2"](x, table, bias).tolist() == [[2]]
+    assert ROUNDINGS["logits"](x, table, bias).tolist() == [[1]]
 
 
 @pytest.mark.parametrize("count_dtype", [torch.float32, torch.long])  # the model's buffer, an older checkpoint's
@@ -273,32 +202,6 @@ def test_clipped_samplers_draw_only_from_the_first_step_on_and_stay_unbiased():
     assert (w * losses).mean().item() == pytest.approx(2.0, rel=0.03)
     with pytest.raises(ValueError, match="first_step"):
         UniformSampler(steps, steps)
-
-
-def test_pairwise_bleu_and_mbr_pick_the_consensus():
-    pad = 0
-    cands = torch.tensor([[[5, 6, 7, 8, 9], [5, 6, 7, 8, 9], [5, 6, 7, 8, 1], [2, 3, 4, pad, pad]]])
-    valid = cands.ne(pad)
-    bleu = pairwise_bleu(cands, valid)
-    assert bleu[0, 0, 1] == pytest.approx(1.0)
-    assert bleu[0, 3, 0] < 0.1
-    order, utility = mbr_order(cands, valid)
-    assert order[0, 0] in (0, 1) and order[0, -1] == 3
-    assert utility[0, 0] == pytest.approx(utility[0, 1])
-
-
-def test_pairwise_bleu_counts_clipped_matches():
-    # hyp "a a a a" vs ref "a b c d": clipped unigram precision 1/4; no higher-order matches.
-    cands = torch.tensor([[[1, 1, 1, 1], [1, 2, 3, 4]]])
-    bleu = pairwise_bleu(cands, torch.ones_like(cands, dtype=torch.bool))
-    want = math.exp((math.log(1 / 4) + math.log(1 / 4) + math.log(1 / 3) + math.log(1 / 2)) / 4)
-    assert bleu[0, 0, 1] == pytest.approx(want)
-
-
-def test_empty_candidate_gets_zero_bleu():
-    cands = torch.tensor([[[0, 0, 0], [4, 5, 6]]])
-    bleu = pairwise_bleu(cands, cands.ne(0))
-    assert bleu[0, 0, 1] == 0 and not torch.isnan(bleu).any()
 
 
 def test_importance_sampler_ignores_non_finite_losses():

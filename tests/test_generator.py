@@ -3,7 +3,7 @@ MBR ordering, candidate batching, seeding and history."""
 import pytest
 import torch
 
-from diffuseq_fairseq.generator import DiffuSeqGenerator
+from diffuseq_fairseq.generator import DecodingOptions, DiffuSeqGenerator
 from diffuseq_fairseq.network import DiffuSeqNetwork, NetworkConfig
 
 PAD, BOS, EOS, VOCAB = 1, 0, 2, 20
@@ -23,11 +23,12 @@ def sample():
 
 
 def make(sampler="dpm-solver++", steps=5, candidates=3, seed=1, history=False, eta=0.0, stop=0,
-         canvas=lambda lengths: 6, lowest=0, shown_floor=0, output_ids=None):
-    return DiffuSeqGenerator((PAD, BOS, EOS), sampler=sampler, num_steps=steps, total_steps=50, step_spacing="uniform",
-                             eta=eta, rounding="l2", num_candidates=candidates, canvas_length=canvas,
-                             retain_history=history, base_seed=seed, stop_when_stable=stop, lowest_step=lowest,
-                             shown_step_floor=shown_floor, output_ids=output_ids)
+         canvas=lambda lengths: torch.full_like(lengths, 6), lowest=0, shown_floor=0, output_ids=None):
+    return DiffuSeqGenerator(DecodingOptions(
+        special_ids=(PAD, BOS, EOS), sampler=sampler, num_steps=steps, total_steps=50, step_spacing="uniform",
+        eta=eta, rounding="l2", num_candidates=candidates, canvas_length=canvas, retain_history=history,
+        base_seed=seed, stop_when_stable=stop, lowest_step=lowest, shown_step_floor=shown_floor,
+        output_ids=output_ids))
 
 
 @pytest.mark.parametrize("sampler, steps, eta", [("ddpm", 50, 0.0), ("ddim", 10, 0.5), ("dpm-solver++", 5, 0.0)])
@@ -116,7 +117,7 @@ def test_encode_source_once_matches_shapes(network):
 
 
 def test_bad_arguments_are_clear_errors():
-    with pytest.raises(ValueError, match="unknown --sampler"):
+    with pytest.raises(ValueError, match="unknown sampler 'euler'"):
         make(sampler="euler")
     with pytest.raises(ValueError, match="mbr-candidates"):
         make(candidates=0)
@@ -180,7 +181,7 @@ def test_rows_are_decoded_in_length_groups_and_returned_in_batch_order(network):
         src[row, : n - 1] = torch.randint(4, VOCAB, (n - 1,))
         src[row, n - 1] = EOS
     ids = torch.arange(100, 140)
-    generator = make(steps=4, candidates=1, canvas=lambda n: int(n.max()) + 2)
+    generator = make(steps=4, candidates=1, canvas=lambda n: n + 2)
     assert [g.tolist() for g in generator._length_groups(lengths)] == [list(range(0, 40, 2)), list(range(1, 40, 2))]
     whole = generator.generate([network], {"id": ids, "net_input": {"src_tokens": src, "src_lengths": lengths}})
     for rows, width in ((slice(0, 40, 2), 10), (slice(1, 40, 2), 3)):

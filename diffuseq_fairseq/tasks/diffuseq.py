@@ -14,6 +14,7 @@ import functools
 import logging
 import os
 from dataclasses import dataclass, field
+from enum import EnumMeta
 from typing import Optional, Tuple
 
 import numpy as np
@@ -24,7 +25,9 @@ from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
-from ..generator import DiffuSeqGenerator, SAMPLERS
+from ..diffusion import ROUNDINGS
+from ..generator import DecodingOptions, DiffuSeqGenerator
+from ..samplers import SAMPLERS, STEP_SPACINGS
 
 logger = logging.getLogger(__name__)
 CANVAS_DEFAULT = (1.5, 5)  # (a, b): 1.5·|x|+5 holds Multi30k's, QQP's and the toy task's targets
@@ -52,13 +55,15 @@ class DiffuSeqConfig(TranslationConfig):
                                      "truncation); the model keeps the layout it was trained with"}
     )
     # Decoding knobs: read by build_generator, never stored in the model.
-    sampler: str = field(
-        default="auto", metadata={"help": f"reverse-process sampler: auto | {' | '.join(SAMPLERS)} (auto: "
-                                  "ddpm when --diffusion-steps equals T, else ddim)"}
+    sampler: ChoiceEnum(["auto", *SAMPLERS]) = field(
+        default="auto", metadata={"help": "reverse-process sampler (auto: ddpm when --diffusion-steps equals T, "
+                                  "else ddim)"}
     )
     diffusion_steps: Optional[int] = field(default=None, metadata={"help": "sampling steps (default: T)"})
-    step_spacing: str = field(default="uniform", metadata={"help": "uniform | logsnr spacing of the sampling steps"})
-    step_range: str = field(
+    step_spacing: ChoiceEnum(list(STEP_SPACINGS)) = field(
+        default="uniform", metadata={"help": "spacing of the sampling steps: even in t, or in log-SNR"}
+    )
+    step_range: ChoiceEnum(["full", "trained"]) = field(
         default="full", metadata={"help": "steps the sampling steps span: full ([0, T)) | trained ([F·T, T) of a "
                                   "model trained with --min-timestep-fraction F, the last step jumping to the "
                                   "clean level; the same as full for F = 0)"}
@@ -69,23 +74,34 @@ class DiffuSeqConfig(TranslationConfig):
                                 "the checkpoint's --min-timestep-fraction, which the model applies anyway"}
     )
     ddim_eta: float = field(default=0.0, metadata={"help": "DDIM eta (0: deterministic, 1: DDPM posterior)"})
-    rounding: str = field(
+    rounding: ChoiceEnum(list(ROUNDINGS)) = field(
         default="l2", metadata={"help": "clamp x0 to a word embedding at every step: l2 (nearest embedding, "
                                 "official), logits (embedding of argmax lm_head(x0)), none"}
     )
-    no_rounding: bool = field(default=False, metadata={"help": "same as --rounding none"})
     mbr_candidates: int = field(default=1, metadata={"help": "noise draws per source; MBR picks the best"})
     stop_when_stable: int = field(
         default=0, metadata={"help": "finish a candidate once the words of its x0 estimate have not changed for "
                              "this many steps, and drop it from the batch (as fairseq's iterative refinement "
                              "stops LevT); 0 runs every step"}
     )
-    output_vocab: str = field(
+    output_vocab: ChoiceEnum(["all", "target", "auto"]) = field(
         default="auto", metadata={"help": "words the reverse process may round to and output: all (the joined "
                                   "dictionary) | target (the dictionary's special symbols and the words of the data "
                                   "dir's training targets, so no source-language word) | auto (target where the "
                                   "training targets are in the data dir, else all)"}
     )
+
+
+def decoding_knob(cfg: DiffuSeqConfig, args, name: str):
+    """Decoding option ``name``: from ``args`` where it holds it (the --eval-bleu-args JSON, which
+    no parser has checked: a choice is checked against the option's declared choices), else the task's."""
+    value = getattr(args, name, None)
+    if value is None:
+        return getattr(cfg, name)
+    choices = DiffuSeqConfig.__dataclass_fields__[name].type
+    if isinstance(choices, EnumMeta) and str(value) not in choices.__members__:
+        raise ValueError(f"--eval-bleu-args: unknown {name} {value!r}; choose one of {', '.join(choices.__members__)}")
+    return value
 
 
 class TruncatedItems(BaseWrapperDataset):
@@ -203,9 +219,10 @@ class DiffuSeqTask(TranslationTask):
         given = (self.cfg.canvas_len_a, self.cfg.canvas_len_b)
         return tuple(backup if value is None else value for value, backup in zip(given, fallback))
 
-    def canvas_length(self, src_lengths: torch.Tensor, tgt_lengths: Optional[torch.Tensor] = None,
-                      rule: Optional[Tuple[float, int]] = None) -> int:
-        """Target canvas of a batch: the largest row canvas (and in training at least every target)."""
+    def canvas_lengths(self, src_lengths: torch.Tensor, tgt_lengths: Optional[torch.Tensor] = None,
+                       rule: Optional[Tuple[float, int]] = None) -> torch.Tensor:
+        """Target canvas of each row: the rule's, within the total-length limit (and in training at
+        least the row's target)."""
         a, b = rule or self.canvas_rule()
         rows = torch.minimum(
             self.cfg.max_total_len - src_lengths,
@@ -213,19 +230,20 @@ class DiffuSeqTask(TranslationTask):
         ).clamp(min=2)
         if tgt_lengths is not None:
             rows = torch.maximum(rows, tgt_lengths)
-        return int(rows.max())
+        return rows
+
+    def canvas_length(self, src_lengths: torch.Tensor, tgt_lengths: Optional[torch.Tensor] = None,
+                      rule: Optional[Tuple[float, int]] = None) -> int:
+        """Target canvas of a batch: the largest row canvas."""
+        return int(self.canvas_lengths(src_lengths, tgt_lengths, rule).max())
 
     def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None, **unused):
         """Works from cfg.generation (fairseq-generate) and from the --eval-bleu-args Namespace."""
-
-        def knob(name):
-            value = getattr(args, name, None)
-            return getattr(self.cfg, name) if value is None else value
-
+        knob = functools.partial(decoding_knob, self.cfg, args)
         model = models[0]
         total_steps = model.cfg.num_timesteps
         steps = knob("diffusion_steps") or total_steps
-        sampler = knob("sampler")
+        sampler = str(knob("sampler"))
         if sampler == "auto":
             sampler = "ddpm" if steps == total_steps else "ddim"
         trained = self.trained_canvas_rule(model)
@@ -233,28 +251,26 @@ class DiffuSeqTask(TranslationTask):
         if rule != trained:
             logger.warning("decoding with the canvas rule %s·|x|+%s; the model was trained with %s·|x|+%s", *rule, *trained)
         tgt = self.target_dictionary
-        return DiffuSeqGenerator(
-            (tgt.pad(), tgt.bos(), tgt.eos()),
-            sampler=sampler,
+        return DiffuSeqGenerator(DecodingOptions(
+            special_ids=(tgt.pad(), tgt.bos(), tgt.eos()),
             num_steps=steps,
             total_steps=total_steps,
-            step_spacing=knob("step_spacing"),
+            canvas_length=functools.partial(self.canvas_lengths, rule=rule),
+            sampler=sampler,
+            step_spacing=str(knob("step_spacing")),
             eta=float(knob("ddim_eta")),
-            rounding="none" if knob("no_rounding") else knob("rounding"),
+            rounding=str(knob("rounding")),
             num_candidates=int(knob("mbr_candidates")),
-            canvas_length=functools.partial(self.canvas_length, rule=rule),
             retain_history=bool(getattr(args, "retain_iter_history", False)),
             base_seed=int(torch.randint(0, 2**31 - 1, (1,)).item()),  # follows --seed via fairseq's seeding
             stop_when_stable=int(knob("stop_when_stable")),
-            lowest_step=self.lowest_sampling_step(model, knob("step_range")),
+            lowest_step=self.lowest_sampling_step(model, str(knob("step_range"))),
             shown_step_floor=self.shown_step_floor(knob("shown_timestep_fraction"), total_steps),
-            output_ids=self.output_ids(knob("output_vocab")),
-        )
+            output_ids=self.output_ids(str(knob("output_vocab"))),
+        ))
 
     def output_ids(self, choice: str) -> Optional[torch.Tensor]:
         """Ids of --output-vocab (None: every id)."""
-        if choice not in ("all", "target", "auto"):
-            raise ValueError(f"unknown --output-vocab {choice!r}; choose all, target or auto")
         if choice == "all":
             return None
         if self.target_side_ids is None:
@@ -296,8 +312,5 @@ class DiffuSeqTask(TranslationTask):
 
     @staticmethod
     def lowest_sampling_step(model, step_range: str) -> int:
-        if step_range == "full":
-            return 0
-        if step_range == "trained":
-            return getattr(model, "network", model).first_train_step
-        raise ValueError(f"unknown --step-range {step_range!r}; choose full or trained")
+        """0 for --step-range full; for trained, the first step the model was trained on."""
+        return getattr(model, "network", model).first_train_step if step_range == "trained" else 0
