@@ -11,9 +11,16 @@ Positions (``--loss-positions``): ``target`` (default) averages over the target 
 included, since DiffuSeq learns length by generating padding; ``all`` also averages over the source
 span like the official code, whose source predictions are a near-copy of the input and only dilute
 the loss, more so the longer the source (DiffuSeq issue #26).
+
+A sentence's loss does not depend on its batch (issue #31): each row sees exactly its own canvas
+(the task's rule for its source, and at least its target), never the longer canvas of another row,
+and validation draws t and every noise from a generator seeded by the sentence id, so that the
+validation loss, by which fairseq picks checkpoint_best.pt, is a property of the model and the data
+whatever --max-tokens or --batch-size. Training draws stay random.
 """
 from dataclasses import dataclass, field
 
+import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from fairseq import metrics
@@ -24,6 +31,7 @@ from ..network import LOSS_POSITIONS
 from ..step_sampler import TIMESTEP_SAMPLERS, UniformSampler
 
 TERMS = ("mse", "rounding_nll", "tT", "anchor_nll")
+VALIDATION_SEED = 20_231_031  # validation's draws for sentence i come from a generator seeded VALIDATION_SEED + i
 
 
 @dataclass
@@ -75,30 +83,42 @@ class DiffuSeqLoss(FairseqCriterion):
         # enter the importance sampler's history.
         self.count_in_sampler = True
 
-    def _sampler(self, network, training: bool):
-        # Validation draws t uniformly over the trained steps: the logged terms are then plain averages
-        # over t, comparable from one validation to the next, instead of following the importance
-        # sampler's drift.
-        if self.timestep_sampler == "uniform" or not training:
+    def _sampler(self, network):
+        if self.timestep_sampler == "uniform":
             return UniformSampler(network.cfg.num_timesteps, network.first_train_step)
         return network.importance_sampler(self.uniform_prob, self.timestep_sampler_bins)
+
+    def _draws(self, model, sample, canvas, width):
+        """(t, importance weights, the draws or None, the sampler to update or None). Training draws
+        at random; validation draws t uniformly over the trained steps (plain averages over t,
+        comparable from one validation to the next, unlike the importance sampler's drifting choice)
+        and every noise from a generator of the sentence's own seed."""
+        batch = canvas.numel()
+        if model.training:
+            sampler = self._sampler(model.network)
+            t, weights = sampler.sample(batch, canvas.device)
+            return t, weights, None, sampler
+        seeds = (VALIDATION_SEED + sample["id"]).tolist()
+        src_tokens, src_lengths = sample["net_input"]["src_tokens"], sample["net_input"]["src_lengths"]
+        t, noise = model.network.seeded_draws(seeds, src_lengths, canvas, src_tokens.size(1), width)
+        return t, torch.ones(batch, device=canvas.device), noise, None
 
     def forward(self, model, sample, reduce=True):
         src_tokens = sample["net_input"]["src_tokens"]
         src_lengths = sample["net_input"]["src_lengths"]
         target = sample["target"]
-        canvas = self.task.canvas_length(src_lengths, target.ne(self.padding_idx).sum(1))
-        target = F.pad(target, (0, canvas - target.size(1)), value=self.padding_idx)
+        canvas = self.task.canvas_lengths(src_lengths, target.ne(self.padding_idx).sum(1))
+        width = int(canvas.max())
+        target = F.pad(target, (0, width - target.size(1)), value=self.padding_idx)
+        target_mask = torch.arange(width, device=target.device) < canvas.to(target.device).unsqueeze(1)
         batch = target.size(0)
-
-        sampler = self._sampler(model.network, model.training)
-        t, weights = sampler.sample(batch, target.device)
+        t, weights, noise, sampler = self._draws(model, sample, canvas, width)
         terms = model(src_tokens, src_lengths, target, t, loss_positions=self.loss_positions,
                       self_condition_prob=self.self_condition_prob, rounding_term=self.rounding_loss_weight != 0,
-                      label_smoothing=self.label_smoothing)
+                      label_smoothing=self.label_smoothing, noise=noise, target_mask=target_mask)
         per_sentence = (terms["mse"] + self.rounding_loss_weight * terms["rounding_nll"] + terms["tT"]
                         + self.anchor_loss_weight * terms["anchor_loss"])
-        if model.training and self.timestep_sampler == "lossaware":
+        if sampler is not None and self.timestep_sampler == "lossaware":
             stats = sampler.step_statistics(t, per_sentence)
             if not self.count_in_sampler:
                 stats.zero_()  # a placeholder batch still joins the all-reduce, with nothing in it
