@@ -20,7 +20,7 @@ from typing import Callable, List, NamedTuple, Optional, Tuple
 
 import torch
 
-from .diffusion import ROUNDINGS, discrete_absorb, likeliest_word_ids, most_likely_words
+from .diffusion import ROUNDINGS, discrete_absorb, likeliest_word_ids, most_likely_words, nearest_embedding_ids
 from .mbr import mbr_order
 from .samplers import Sampler, make_sampler, sampling_steps, step_pairs
 
@@ -48,8 +48,14 @@ class DecodingOptions:
     lowest_step: int = 0
     shown_step_floor: int = 0
     output_ids: Optional[torch.Tensor] = None  # sorted ids the process may output; None: all
+    round_output: bool = False  # output lm_head of the rounded last x̂0, as the official sampler does
 
     def __post_init__(self):
+        if not 1 <= self.num_steps <= self.total_steps - self.lowest_step:
+            raise ValueError(f"--diffusion-steps must be in [1, {self.total_steps - self.lowest_step}], "
+                             f"got {self.num_steps}")
+        if not 0 <= self.eta <= 1:
+            raise ValueError(f"--ddim-eta must be in [0, 1], got {self.eta}")
         if self.num_candidates < 1:
             raise ValueError("--mbr-candidates must be at least 1")
         if self.stop_when_stable < 0:
@@ -68,11 +74,13 @@ class _Vocabulary(NamedTuple):
 class _Walk:
     """What the step loop carries between model calls. ``active`` maps the rows still being
     denoised to their (sentence·S + candidate) row of ``final``; rows that stop early are written
-    there when they stop, the rest after the last step."""
+    there when they stop, the rest after the last step. ``inside`` ([rows, L] bool) marks each
+    row's own canvas: the model attends to no position beyond it and nothing is read from there."""
 
-    def __init__(self, x, source, sampler: Sampler, retain_history: bool):
+    def __init__(self, x, source, inside: torch.Tensor, sampler: Sampler, retain_history: bool):
         rows = x.size(0)
         self.x, self.source, self.sampler = x, source, sampler
+        self.inside = self.final_inside = inside
         self.active = torch.arange(rows, device=x.device)
         self.final = torch.zeros_like(x)
         self.latest = self.final.clone() if retain_history else None
@@ -87,6 +95,7 @@ class _Walk:
         """Only rows ``index`` go on being denoised."""
         self.x, self.x0_hat, self.predicted = self.x[index], self.x0_hat[index], self.predicted[index]
         self.words, self.unchanged, self.active = self.words[index], self.unchanged[index], self.active[index]
+        self.inside = self.inside[index]
         self.source = self.source.select(index)
         self.sampler.select_rows(index)
 
@@ -109,15 +118,18 @@ class DiffuSeqGenerator:
 
     @torch.no_grad()
     def generate(self, models, sample, prefix_tokens=None, constraints=None, **unused) -> List[List[dict]]:
-        """Hypotheses of every sentence, best first; each length group is decoded as its own batch."""
+        """Hypotheses of every sentence, best first; each length group is decoded as its own batch.
+        A source without a word (an empty line) gets empty hypotheses, as fairseq's LevT echoes."""
         models[0].eval()
         model = getattr(models[0], "network", models[0])  # the fairseq model, or a bare DiffuSeqNetwork
         src_tokens, src_lengths = sample["net_input"]["src_tokens"], sample["net_input"]["src_lengths"]
         sample_ids = sample.get("id", torch.arange(src_tokens.size(0)))
-        groups = self._length_groups(src_lengths)
-        if len(groups) == 1:
+        special = src_tokens.eq(self.pad) | src_tokens.eq(self.bos) | src_tokens.eq(self.eos)
+        worded = (~special).any(1).nonzero().squeeze(1).cpu()
+        groups = [worded[rows] for rows in self._length_groups(src_lengths[worded.to(src_lengths.device)])]
+        if len(groups) == 1 and len(worded) == src_tokens.size(0):
             return self._generate_batch(model, src_tokens, src_lengths, sample_ids)
-        finalized: List[List[dict]] = [[] for _ in range(src_tokens.size(0))]
+        finalized = [[self._empty_hypothesis()] * self.options.num_candidates for _ in range(src_tokens.size(0))]
         for rows in groups:
             lengths = src_lengths[rows.to(src_lengths.device)]
             tokens = src_tokens[rows.to(src_tokens.device), : int(lengths.max())]
@@ -137,8 +149,7 @@ class DiffuSeqGenerator:
                 groups.append(torch.tensor(current))
                 current = []
             current.append(row)
-        groups.append(torch.tensor(current))
-        return groups
+        return groups + [torch.tensor(current, dtype=torch.long)] if current else groups
 
     def _generate_batch(self, model, src_tokens, src_lengths, sample_ids) -> List[List[dict]]:
         options = self.options
@@ -152,30 +163,34 @@ class DiffuSeqGenerator:
         return self._finalize(walk, src_tokens.size(0), vocabulary)
 
     def _start(self, model, src_tokens, src_lengths, sample_ids, step_noise: torch.Generator) -> _Walk:
-        """The source context repeated for every candidate and the noise the walk starts from."""
+        """The source context repeated for every candidate and the noise the walk starts from, each
+        row's on its own canvas (zero beyond it)."""
         batch, cands, device = src_tokens.size(0), self.options.num_candidates, src_tokens.device
         context = model.encode_source(src_tokens, src_lengths)
         source = context.select(torch.arange(batch, device=device).repeat_interleave(cands))
-        canvas = int(self.options.canvas_length(src_lengths.cpu()).max())
-        x = self._initial_noise(sample_ids, canvas, model.cfg.latent_dim, device, model.embed_tokens.weight.dtype)
+        canvases = self.options.canvas_length(src_lengths.cpu()).repeat_interleave(cands)
+        inside = torch.arange(int(canvases.max())) < canvases.unsqueeze(1)
+        x = self._initial_noise(sample_ids, canvases, model.cfg.latent_dim).to(
+            device=device, dtype=model.embed_tokens.weight.dtype)  # drawn on the CPU, one copy
+        inside = inside.to(device)
         mean = model.mean_embed
         if mean is not None:
             x = x + mean
             if model.cfg.absorb_rate > 0:
                 rate = math.sqrt(1 - float(model.diffusion.alphas_cumprod[-1])) * model.cfg.absorb_rate
-                everywhere = torch.ones(x.shape[:2], dtype=torch.bool, device=device)
-                x = discrete_absorb(x, torch.full((x.size(0),), rate, device=device), everywhere, mean, step_noise)
+                x = discrete_absorb(x, torch.full((x.size(0),), rate, device=device), inside, mean, step_noise)
         sampler = make_sampler(self.options.sampler, self.options.eta)
-        return _Walk(x, source, sampler, self.options.retain_history)
+        return _Walk(x, source, inside, sampler, self.options.retain_history)
 
-    def _initial_noise(self, sample_ids: torch.Tensor, canvas: int, latent: int, device, dtype) -> torch.Tensor:
-        """One noise draw per (sentence id, candidate): the same --seed gives the same candidates."""
-        draws = [
-            _seeded_normal((canvas, latent), hash((self.options.base_seed, int(i), j)) & 0x7FFFFFFF)
-            for i in sample_ids.tolist()
-            for j in range(self.options.num_candidates)
-        ]
-        return torch.stack(draws).to(device=device, dtype=dtype)  # drawn on the CPU, one copy
+    def _initial_noise(self, sample_ids: torch.Tensor, canvases: torch.Tensor, latent: int) -> torch.Tensor:
+        """One noise draw per (sentence id, candidate) on its own canvas: the same --seed gives the
+        same candidates in any batch."""
+        width, cands = int(canvases.max()), self.options.num_candidates
+        noise = torch.zeros(len(canvases), width, latent)
+        for row, (i, j) in enumerate((i, j) for i in sample_ids.tolist() for j in range(cands)):
+            seed = hash((self.options.base_seed, int(i), j)) & 0x7FFFFFFF
+            noise[row, : int(canvases[row])] = _seeded_normal((int(canvases[row]), latent), seed)
+        return noise
 
     def _vocabulary(self, model) -> _Vocabulary:
         embeddings, bias, ids = model.word_embeddings(), model.output_bias, self.options.output_ids
@@ -194,7 +209,7 @@ class DiffuSeqGenerator:
             shown = torch.full((walk.x.size(0),), max(t, options.shown_step_floor), dtype=torch.long,
                                device=walk.x.device)
             self_cond = walk.x0_hat if model.cfg.self_condition else None
-            walk.predicted = model.denoise(walk.x, shown, walk.source, self_cond=self_cond)
+            walk.predicted = model.denoise(walk.x, shown, walk.source, self_cond=self_cond, target_mask=walk.inside)
             if options.retain_history:
                 walk.latest[walk.active] = walk.predicted
                 walk.history.append(walk.latest.clone())
@@ -226,10 +241,11 @@ class DiffuSeqGenerator:
         return vocabulary.embeddings[ids].to(x0_hat.dtype), ids
 
     def _retire_settled(self, walk: _Walk, new_words: torch.Tensor, index: int) -> bool:
-        """Rows whose words have not changed for --stop-when-stable steps leave the walk with their
-        x̂0 as output, as after a last step; True once no row is left."""
+        """Rows whose words (on their canvas) have not changed for --stop-when-stable steps leave the
+        walk with their x̂0 as output, as after a last step; True once no row is left."""
         if walk.words is not None:
-            walk.unchanged = torch.where(new_words.eq(walk.words).all(1), walk.unchanged + 1, 0)
+            same = (new_words.eq(walk.words) | ~walk.inside).all(1)
+            walk.unchanged = torch.where(same, walk.unchanged + 1, 0)
         walk.words = new_words
         done = walk.unchanged.ge(self.options.stop_when_stable)
         if not done.any():
@@ -244,8 +260,10 @@ class DiffuSeqGenerator:
         cands = self.options.num_candidates
 
         def output_words(states):
+            if self.options.round_output:  # the official sampler's last step returns the rounded x̂0
+                states = vocabulary.embeddings[nearest_embedding_ids(states, vocabulary.embeddings)]
             ids, log_probs = most_likely_words(states, vocabulary.embeddings, vocabulary.bias)
-            return self._compact(ids if vocabulary.ids is None else vocabulary.ids[ids], log_probs)
+            return self._compact(ids if vocabulary.ids is None else vocabulary.ids[ids], log_probs, walk.final_inside)
 
         compact, valid, scores, end_scores = output_words(walk.final)
         ranking, _ = mbr_order(compact.view(batch, cands, -1), valid.view(batch, cands, -1))
@@ -264,14 +282,15 @@ class DiffuSeqGenerator:
             finalized.append(hypos)
         return finalized
 
-    def _compact(self, tokens: torch.Tensor, scores: torch.Tensor):
-        """Output tokens up to the first </s>, without padding/bos, moved to the front of each row,
-        with their log-probs; the end-of-output score is that of the first </s> (or of the last
-        canvas position when the model wrote none)."""
+    def _compact(self, tokens: torch.Tensor, scores: torch.Tensor, inside: torch.Tensor):
+        """Output tokens up to the first </s> of the row's canvas, without padding/bos, moved to the
+        front of each row, with their log-probs; the end-of-output score is that of the first </s>
+        (or of the canvas's last position when the model wrote none)."""
+        tokens = tokens.masked_fill(~inside, self.pad)
         eos_seen = tokens.eq(self.eos).long().cumsum(1)
         keep = eos_seen.eq(0) & tokens.ne(self.pad) & tokens.ne(self.bos)
         order = torch.sort((~keep).long(), dim=1, stable=True).indices
-        end = torch.where(eos_seen[:, -1] > 0, eos_seen.eq(0).sum(1), torch.full_like(eos_seen[:, -1], tokens.size(1) - 1))
+        end = torch.where(eos_seen[:, -1] > 0, eos_seen.eq(0).sum(1), inside.sum(1) - 1)
         end_scores = scores.gather(1, end.unsqueeze(1))
         return tokens.gather(1, order), keep.gather(1, order), scores.gather(1, order), end_scores
 
@@ -286,3 +305,9 @@ class DiffuSeqGenerator:
             "alignment": None,
             "steps": steps,
         }
+
+    def _empty_hypothesis(self) -> dict:
+        """What a source without a word gets: no word and a certain </s>."""
+        hypo = {"tokens": torch.tensor([self.eos]), "score": torch.tensor(0.0), "positional_scores": torch.zeros(1),
+                "alignment": None, "steps": 0}
+        return {**hypo, "history": []} if self.options.retain_history else hypo

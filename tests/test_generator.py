@@ -137,10 +137,10 @@ class RecordingDenoiser(torch.nn.Module):
         self.embed_tokens, self.encode_source = network.embed_tokens, network.encode_source
         self.word_embeddings, self.output_bias = network.word_embeddings, network.output_bias
 
-    def denoise(self, x, t, source, self_cond=None):
+    def denoise(self, x, t, source, self_cond=None, target_mask=None):
         self.calls.append(x.size(0))
         if self.words is None:
-            return self.inner.denoise(x, t, source, self_cond)
+            return self.inner.denoise(x, t, source, self_cond, target_mask=target_mask)
         return self.word_embeddings()[self.words].expand(x.size(0), -1, -1).clone()
 
 
@@ -224,3 +224,64 @@ def test_output_ids_limit_every_word_and_all_ids_change_nothing(network, stop):
         return [[h["tokens"].tolist() for h in hypos] for hypos in generator.generate([network], sample())]
 
     assert words(make(stop=stop, output_ids=torch.arange(VOCAB))) == words(make(stop=stop))
+
+
+@pytest.mark.parametrize("sampler, eta, stop", [("dpm-solver++", 0.0, 0), ("ddim", 0.0, 1)])
+def test_a_sentence_decodes_the_same_alone_and_in_a_batch_with_longer_sentences(network, sampler, eta, stop):
+    """Each row sees exactly its own canvas (noise drawn for it, the positions beyond it no attention
+    keys, nothing read from them), so the longer sentences of a batch change nothing (issue #31)."""
+    src = torch.tensor([[5, 6, EOS, PAD, PAD, PAD, PAD], [8, 9, 10, 11, 12, 13, EOS], [7, 4, 9, 11, 5, EOS, PAD]])
+    lengths = torch.tensor([3, 7, 6])
+    generator = make(sampler, steps=6, eta=eta, stop=stop, canvas=lambda n: n + 2)
+    batch = generator.generate([network], {"id": torch.tensor([4, 5, 6]),
+                                           "net_input": {"src_tokens": src, "src_lengths": lengths}})
+    alone = generator.generate([network], {"id": torch.tensor([4]),
+                                           "net_input": {"src_tokens": src[:1, :3], "src_lengths": lengths[:1]}})
+    assert [h["tokens"].tolist() for h in alone[0]] == [h["tokens"].tolist() for h in batch[0]]
+    assert [h["steps"] for h in alone[0]] == [h["steps"] for h in batch[0]]
+    assert all(len(h["tokens"]) <= 5 + 1 for h in batch[0])  # canvas 5, and </s> when the model wrote none
+
+
+def test_the_model_is_given_each_rows_canvas_as_its_target_mask(network, monkeypatch):
+    masks = []
+    denoise = network.denoise
+
+    def recording(*args, target_mask=None, **kwargs):
+        masks.append(target_mask.clone())
+        return denoise(*args, target_mask=target_mask, **kwargs)
+
+    monkeypatch.setattr(network, "denoise", recording)
+    make(steps=2, candidates=2, canvas=lambda n: n + 2).generate([network], sample())  # lengths 4, 3
+    assert [row.sum().item() for row in masks[0]] == [6, 6, 5, 5] and masks[0].shape == (4, 6)
+
+
+def test_sources_without_a_word_get_empty_hypotheses(network):
+    src = torch.tensor([[5, 6, 7, EOS], [EOS, PAD, PAD, PAD], [BOS, EOS, EOS, PAD]])
+    sample = {"id": torch.tensor([3, 8, 9]), "net_input": {"src_tokens": src, "src_lengths": torch.tensor([4, 1, 3])}}
+    hypos = make(candidates=2, history=True).generate([network], sample)
+    for empty in hypos[1:]:
+        assert len(empty) == 2
+        assert all(h["tokens"].tolist() == [EOS] and h["score"] == 0 and h["history"] == [] for h in empty)
+    alone = make(candidates=2, history=True).generate([network], {"id": torch.tensor([3]), "net_input": {
+        "src_tokens": src[:1], "src_lengths": torch.tensor([4])}})
+    assert [h["tokens"].tolist() for h in hypos[0]] == [h["tokens"].tolist() for h in alone[0]]
+
+
+def test_round_output_outputs_lm_head_of_the_nearest_embedding_of_the_last_prediction(network, monkeypatch):
+    """--round-output: the official p_sample_loop's last step returns the rounded x̂0."""
+    predictions = []
+    denoise = network.denoise
+
+    def recording(*args, **kwargs):
+        predictions.append(denoise(*args, **kwargs))
+        return predictions[-1]
+
+    monkeypatch.setattr(network, "denoise", recording)
+    generator = DiffuSeqGenerator(DecodingOptions(special_ids=(PAD, BOS, EOS), num_steps=1, total_steps=50,
+                                                  canvas_length=lambda n: torch.full_like(n, 6), round_output=True))
+    (hypo,), _ = generator.generate([network], sample())
+    table = network.word_embeddings()
+    rounded = table[torch.cdist(predictions[-1][0], table).argmin(-1)]
+    ids = (rounded @ table.t() + network.output_bias).argmax(-1).tolist()
+    words = [i for i in ids if i not in (PAD, BOS)]
+    assert hypo["tokens"][:-1].tolist() == words[: words.index(EOS) if EOS in words else len(words)]
