@@ -198,15 +198,19 @@ def _shape_error(run: OfficialRun, key: str, shape, expected, because: str) -> C
                            f"({because})")
 
 
+def projected(run: OfficialRun) -> bool:
+    """The official model projects between its embedding space and the stack unless their sizes match."""
+    return int(run.bert["hidden_size"]) != int(run.args["hidden_dim"])
+
+
 def check_run(run: OfficialRun, vocab: OfficialVocabulary) -> None:
     """Shapes against training_args.json and the BERT config; settings the plugin cannot express."""
     args, bert, state, where = run.args, run.bert, run.state, run.args_path
-    for key in ("word_embedding.weight", "lm_head.weight", "lm_head.bias", "time_embed.0.weight",
-                "position_embeddings.weight", "input_up_proj.0.weight", "output_down_proj.2.weight"):
+    needed_keys = ["word_embedding.weight", "lm_head.weight", "lm_head.bias", "time_embed.0.weight",
+                   "position_embeddings.weight"] + (["input_up_proj.0.weight"] if projected(run) else [])
+    for key in needed_keys:
         if key not in state:
-            raise ConversionError(f"{run.checkpoint}: missing key {key}"
-                                  + (" (hidden_size equals hidden_dim, so the official model has no projection; "
-                                     "the plugin's network always projects)" if "proj" in key else ""))
+            raise ConversionError(f"{run.checkpoint}: missing key {key}")
     for key, needed in (("learn_sigma", False), ("predict_xstart", True), ("rescale_timesteps", True)):
         if args.get(key, needed) != needed:
             raise ConversionError(f"{where}: {key} = {args[key]!r}; the plugin's model needs {needed!r}")
@@ -221,13 +225,12 @@ def check_run(run: OfficialRun, vocab: OfficialVocabulary) -> None:
                               f"{bert.get('layer_norm_eps')}: the plugin's network has exact GELU and eps "
                               f"{PLUGIN_LAYER_NORM_EPS}")
     rows, latent = state["word_embedding.weight"].shape
-    hidden = int(bert["hidden_size"])
+    hidden, time_dim = int(bert["hidden_size"]), args.get("hidden_t_dim", latent)
     expected = {
         "word_embedding.weight": ((args.get("vocab_size", rows), args.get("hidden_dim")), "vocab_size, hidden_dim"),
         "lm_head.weight": ((rows, latent), "tied to word_embedding.weight"),
         "lm_head.bias": ((rows,), "vocab_size"),
-        "time_embed.0.weight": ((4 * latent, args.get("hidden_t_dim")), "4 hidden_t_dim, hidden_t_dim; the plugin's "
-                                "time embedding has hidden_t_dim = hidden_dim"),
+        "time_embed.0.weight": ((4 * time_dim, time_dim), "4 hidden_t_dim, hidden_t_dim"),
         "input_up_proj.0.weight": ((hidden, latent), "hidden_size of the BERT config, hidden_dim"),
         "mean_embed": ((latent,), "hidden_dim"),
     }
@@ -264,6 +267,8 @@ def map_weights(run: OfficialRun, order: List[int]):
     if "mean_embed" in state:
         sources["network.mean_embed"] = "mean_embed"
     for old, new in TOP_LEVEL.items():
+        if "_proj." in old and not projected(run):  # the plugin's --identity-projections
+            continue
         suffixes = ("weight",) if old == "position_embeddings" else ("weight", "bias")
         sources.update({f"{new}.{suffix}": f"{old}.{suffix}" for suffix in suffixes})
     for layer in range(_layer_count(run)):
@@ -315,6 +320,11 @@ def fairseq_arguments(run: OfficialRun, out_dir: Path) -> List[str]:
         "--lr-scheduler", "polynomial_decay", "--total-num-update", steps, "--max-update", steps,
         "--batch-size", str(args.get("batch_size", 64)), "--seed", str(args.get("seed", 1)),
     ]
+    time_dim = state["time_embed.0.weight"].shape[1]
+    if time_dim != int(args["hidden_dim"]):
+        flags += ["--time-embed-dim", str(time_dim)]
+    if not projected(run):
+        flags.append("--identity-projections")
     if args.get("learned_mean_embed"):
         flags.append("--learned-mean-embed")
     if args.get("denoise"):  # v2's discrete noise, the same rule as the plugin's absorbing

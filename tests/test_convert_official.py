@@ -21,18 +21,19 @@ WORDPIECE = ["[PAD]", "[unused0]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "
 LATENT, HIDDEN, FFN, LAYERS, SEQ_LEN, STEPS = 8, 16, 32, 2, 16, 50
 
 
-def official_state(vocab_size: int, mean_embed: bool = False, seed: int = 0) -> dict:
-    """Keys and shapes of the official model's state dict (random values)."""
-    g = torch.Generator().manual_seed(seed)
+def official_state(vocab_size: int, mean_embed: bool = False, latent: int = LATENT, time_dim: int = LATENT) -> dict:
+    """Keys and shapes of the official model's state dict (random values); no projections when
+    ``latent`` (hidden_dim) equals the stack's size, as the official model builds it."""
+    g = torch.Generator().manual_seed(0)
     r = lambda *shape: torch.randn(*shape, generator=g)  # noqa: E731
-    state = {"position_ids": torch.arange(512)[None], "word_embedding.weight": r(vocab_size, LATENT)}
+    state = {"position_ids": torch.arange(512)[None], "word_embedding.weight": r(vocab_size, latent)}
     # As in official EMA files: lm_head.weight holds the raw weights, word_embedding.weight the EMA.
-    state["lm_head.weight"] = state["word_embedding.weight"] + 0.01 * r(vocab_size, LATENT)
+    state["lm_head.weight"] = state["word_embedding.weight"] + 0.01 * r(vocab_size, latent)
     state["lm_head.bias"] = r(vocab_size)
-    shapes = {"time_embed.0": (4 * LATENT, LATENT), "time_embed.2": (HIDDEN, 4 * LATENT),
-              "input_up_proj.0": (HIDDEN, LATENT), "input_up_proj.2": (HIDDEN, HIDDEN),
-              "output_down_proj.0": (HIDDEN, HIDDEN), "output_down_proj.2": (LATENT, HIDDEN),
-              "LayerNorm": (HIDDEN,)}
+    shapes = {"time_embed.0": (4 * time_dim, time_dim), "time_embed.2": (HIDDEN, 4 * time_dim), "LayerNorm": (HIDDEN,)}
+    if latent != HIDDEN:
+        shapes.update({"input_up_proj.0": (HIDDEN, latent), "input_up_proj.2": (HIDDEN, HIDDEN),
+                       "output_down_proj.0": (HIDDEN, HIDDEN), "output_down_proj.2": (latent, HIDDEN)})
     for layer in range(LAYERS):
         prefix = f"input_transformers.layer.{layer}."
         shapes.update({prefix + name: (HIDDEN, HIDDEN) for name in
@@ -43,11 +44,12 @@ def official_state(vocab_size: int, mean_embed: bool = False, seed: int = 0) -> 
         state[f"{name}.weight"], state[f"{name}.bias"] = r(*shape), r(shape[0])
     state["position_embeddings.weight"] = r(512, HIDDEN)
     if mean_embed:
-        state["mean_embed"] = r(LATENT) * LATENT**-0.5
+        state["mean_embed"] = r(latent) * latent**-0.5
     return state
 
 
-def write_run(folder: Path, bert: bool = False, v2: bool = False, **arg_changes) -> Path:
+def write_run(folder: Path, bert: bool = False, v2: bool = False, latent: int = LATENT, time_dim: int = LATENT,
+              **arg_changes) -> Path:
     """An official run folder: ema checkpoint, training_args.json, BERT config and vocabulary."""
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "bert-config"
@@ -63,7 +65,7 @@ def write_run(folder: Path, bert: bool = False, v2: bool = False, **arg_changes)
         tokens = ["[START]", "[END]", "[UNK]", "[PAD]"] + WORDS
         (folder / "vocab.json").write_text(json.dumps({token: i for i, token in enumerate(tokens)}))
         size = len(tokens)
-    args = {"seq_len": SEQ_LEN, "hidden_dim": LATENT, "hidden_t_dim": LATENT, "vocab_size": size,
+    args = {"seq_len": SEQ_LEN, "hidden_dim": latent, "hidden_t_dim": time_dim, "vocab_size": size,
             "diffusion_steps": STEPS, "noise_schedule": "sqrt", "vocab": "bert" if bert else "/old/vocab.txt",
             "config_name": str(config), "dropout": 0.1, "lr": 1e-4, "learning_steps": 1000, "batch_size": 64,
             "seed": 102, "schedule_sampler": "lossaware", "timestep_respacing": "", "learn_sigma": False,
@@ -73,7 +75,7 @@ def write_run(folder: Path, bert: bool = False, v2: bool = False, **arg_changes)
     args.update(arg_changes)
     (folder / "training_args.json").write_text(json.dumps(args))
     checkpoint = folder / "ema_0.9999_000010.pt"
-    torch.save(official_state(size, mean_embed=v2), checkpoint)
+    torch.save(official_state(size, mean_embed=v2, latent=latent, time_dim=time_dim), checkpoint)
     return checkpoint
 
 
@@ -138,6 +140,17 @@ def test_v2_soft_absorbing_state_and_discrete_noise(tmp_path):
     model, cfg, _ = load_converted(tmp_path / "out")
     assert cfg.model.learned_mean_embed and cfg.model.absorb_rate == 0.5
     assert torch.equal(model.network.mean_embed, torch.load(checkpoint, weights_only=True)["mean_embed"])
+
+
+def test_other_step_embedding_size_and_no_projections(tmp_path):
+    """hidden_t_dim != hidden_dim, and hidden_dim = the stack's size (the official model then has no
+    projections): the plugin's --time-embed-dim and --identity-projections."""
+    checkpoint = write_run(tmp_path / "run", latent=HIDDEN, time_dim=12)
+    convert(checkpoint, tmp_path / "out")
+    model, cfg, _ = load_converted(tmp_path / "out")
+    assert cfg.model.time_embed_dim == 12 and cfg.model.identity_projections
+    official = torch.load(checkpoint, weights_only=True)
+    assert torch.equal(model.network.time_embed[0].weight, official["time_embed.0.weight"])
 
 
 def test_fairseq_generate_and_interactive_decode_a_converted_checkpoint(tmp_path):

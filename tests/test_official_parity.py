@@ -2,7 +2,8 @@
 
 Builds the official venv (scripts/official_env.sh, minutes the first time), trains small models
 with the official code (v1 with a whitespace vocabulary, v2 with its soft absorbing state, v1 with
-a WordPiece vocabulary; seq_len 128, T 2000), converts them with diffuseq-convert-official, and
+a WordPiece vocabulary, v1 without projections and with another step-embedding size; seq_len 128,
+T 2000), converts them with diffuseq-convert-official, and
 checks that the converted model gives the official x̂0 and loss terms for the same tokens, t and
 noise (1e-5), that fairseq-generate decodes it, and that diffuseq-eval gives the official
 scripts/eval_seq2seq.py figures (1e-6) on official sampler outputs and on edge cases.
@@ -34,6 +35,8 @@ RUNS = {  # name: (official version, train_tiny.py vocabulary options; {data} is
     "v1": ("v1", ["--vocab", "{data}/vocab.txt"]),
     "v2": ("v2", ["--vocab", "{data}/vocab.txt", "--learned-mean-embed"]),
     "bert": ("v1", ["--vocab", "bert", "--bert-vocab", "{data}/wordpiece/vocab.txt"]),
+    # hidden_dim = the stack's size (no projections) and hidden_t_dim != hidden_dim
+    "sizes": ("v1", ["--vocab", "{data}/vocab.txt", "--latent", "64", "--hidden", "64", "--time-dim", "16"]),
 }
 SPECIALS = {"[START]", "[END]", "[PAD]", "[CLS]", "[SEP]"}
 

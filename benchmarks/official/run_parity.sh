@@ -4,7 +4,8 @@
 #   bash benchmarks/official/run_parity.sh [OUT]        (default OUT: runs/official_parity)
 # 1. builds the official venv (scripts/official_env.sh) and a toy jsonl task (toy_data.py);
 # 2. for DiffuSeq v1 (whitespace vocabulary), v2 (--learned_mean_embed) and v1 with a WordPiece
-#    vocabulary (--vocab bert): trains a small model with the official code (seq_len 128, T 2000,
+#    vocabulary (--vocab bert), and v1 without projections (hidden_dim = hidden size) and with
+#    hidden_t_dim != hidden_dim: trains a small model with the official code (seq_len 128, T 2000,
 #    6 steps), converts it with diffuseq-convert-official, dumps the official x̂0 and loss terms
 #    for given noise and prints the plugin's largest differences (compare_dump.py, tolerance 1e-5);
 # 3. decodes the WordPiece run with the official sampler for 3 seeds and compares diffuseq-eval with
@@ -22,10 +23,11 @@ HERE=benchmarks/official
 bash scripts/official_env.sh
 "$PLUGIN" "$HERE/toy_data.py" "$OUT/data"
 status=0
-for run in v1 v2 bert; do
+for run in v1 v2 bert sizes; do
   version=v1; flags=(--vocab "$OUT/data/vocab.txt")
   [ "$run" = v2 ] && version=v2 && flags+=(--learned-mean-embed)
   [ "$run" = bert ] && flags=(--vocab bert --bert-vocab "$OUT/data/wordpiece/vocab.txt")
+  [ "$run" = sizes ] && flags+=(--latent 64 --hidden 64 --time-dim 16)
   echo "== $run: official training, conversion, dump, comparison"
   "$OFFICIAL" "$HERE/train_tiny.py" --version "$version" --data-dir "$OUT/data" "${flags[@]}" --out "$OUT/$run" \
     --steps "$STEPS" --seq-len 128 --diffusion-steps 2000 > "$OUT/$run.train.log" 2>&1

@@ -35,7 +35,9 @@ def parse_args(argv=None):
     parser.add_argument("--hidden", type=int, default=64, help="BERT hidden size")
     parser.add_argument("--heads", type=int, default=4)
     parser.add_argument("--ffn", type=int, default=128)
-    parser.add_argument("--latent", type=int, default=32, help="hidden_dim and hidden_t_dim (embedding size)")
+    parser.add_argument("--latent", type=int, default=32, help="hidden_dim (embedding size; equal to --hidden, the "
+                        "official model has no projections)")
+    parser.add_argument("--time-dim", type=int, help="hidden_t_dim (step embedding size; default --latent)")
     parser.add_argument("--seq-len", type=int, default=32)
     parser.add_argument("--diffusion-steps", type=int, default=2000)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -57,7 +59,7 @@ def official_argv(args, config_dir: Path):
     argv = [
         "train.py", "--checkpoint_path", str(args.out), "--dataset", "tiny", "--data_dir", str(args.data_dir),
         "--vocab", vocab, "--config_name", str(config_dir), "--use_plm_init", "no",
-        "--seq_len", str(args.seq_len), "--hidden_dim", str(args.latent), "--hidden_t_dim", str(args.latent),
+        "--seq_len", str(args.seq_len), "--hidden_dim", str(args.latent), "--hidden_t_dim", str(args.time_dim or args.latent),
         "--diffusion_steps", str(args.diffusion_steps), "--noise_schedule", "sqrt", "--schedule_sampler", "lossaware",
         "--lr", str(args.lr), "--batch_size", str(args.batch_size), "--microbatch", str(args.batch_size),
         "--learning_steps", str(args.steps), "--save_interval", str(args.steps), "--log_interval", "1",
