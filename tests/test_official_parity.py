@@ -1,7 +1,7 @@
 """The plugin against the official DiffuSeq code run on this machine (slow suite; issue #26).
 
 Builds the official venv (scripts/official_env.sh, minutes the first time), trains small models
-with the official code (v1 with a whitespace vocabulary, v2 with its soft absorbing state, v1 with
+with the official code (v1 with a whitespace vocabulary, v2 with its soft absorbing state and discrete noise, v1 with
 a WordPiece vocabulary, v1 without projections and with another step-embedding size; seq_len 128,
 T 2000), converts them with diffuseq-convert-official, and
 checks that the converted model gives the official x̂0 and loss terms for the same tokens, t and
@@ -33,7 +33,7 @@ import toy_data  # noqa: E402
 pytestmark = pytest.mark.slow
 RUNS = {  # name: (official version, train_tiny.py vocabulary options; {data} is the toy folder)
     "v1": ("v1", ["--vocab", "{data}/vocab.txt"]),
-    "v2": ("v2", ["--vocab", "{data}/vocab.txt", "--learned-mean-embed"]),
+    "v2": ("v2", ["--vocab", "{data}/vocab.txt", "--learned-mean-embed", "--denoise-rate", "0.5"]),
     "bert": ("v1", ["--vocab", "bert", "--bert-vocab", "{data}/wordpiece/vocab.txt"]),
     # hidden_dim = the stack's size (no projections) and hidden_t_dim != hidden_dim
     "sizes": ("v1", ["--vocab", "{data}/vocab.txt", "--latent", "64", "--hidden", "64", "--time-dim", "16"]),

@@ -6,7 +6,7 @@
 For every example of the dump, the converted model (loaded by fairseq from the checkpoint that
 diffuseq-convert-official wrote) is given the official tokens (through the converted dictionary),
 step t and x_t, and, for the loss, the official noise (``TrainingNoise``: the z0 noise of the
-source and target spans and the q_sample ε), in eval mode, with the paper's options: loss over all
+source and target spans, the q_sample ε and v2's discrete-noise draws), in eval mode, with the paper's options: loss over all
 positions, the full seq_len sequence, the official token layout. Prints, per quantity, the largest
 absolute difference from the official value, and exits 1 if one exceeds --tolerance.
 """
@@ -54,6 +54,9 @@ def denoise_sequence(network, source_tokens, x_t, t):
 
 def compare(dump: dict, network, dictionary) -> dict:
     """Largest |official - plugin| of each quantity over the dump's examples, and max |official|."""
+    if network.cfg.absorb_rate != dump["absorb_rate"]:
+        raise SystemExit(f"the converted model's absorb rate {network.cfg.absorb_rate} is not the official "
+                         f"denoise_rate {dump['absorb_rate']}")
     lookup = fairseq_ids(dump["tokens"], dump["bert_vocab"], dictionary)
     plugin_alphas = network.diffusion.alphas_cumprod
     gaps = {"alphas_cumprod": ((plugin_alphas - dump["alphas_cumprod"]).abs().max(), dump["alphas_cumprod"].abs().max())}
@@ -71,7 +74,7 @@ def compare(dump: dict, network, dictionary) -> dict:
         record("x0_hat, sampler start at T-1", dump["start_x0_hat"][row],
                denoise_sequence(network, source, dump["start_x_t"][row], dump["start_t"][row]))
         noise = TrainingNoise(dump["z0_noise"][row, None, :length], dump["z0_noise"][row, None, length:],
-                              dump["epsilon"][row, None, length:])
+                              dump["epsilon"][row, None, length:], absorb=dump["absorb_draws"][row, None, length:])
         terms = network.training_terms(source[None], torch.tensor([length]), target[None], t.view(1),
                                        loss_positions="all", noise=noise)
         for official, ours in LOSS_TERMS.items():

@@ -10,7 +10,7 @@ In eval mode (no dropout), with noise drawn here from ``--seed`` and given to th
 
 * ``training_losses_seq2seq`` for steps t (0, T-1 and random ones): the z0 noise goes in through
   ``_get_x_start`` (replaced on this diffusion object), the q_sample ε through its ``noise``
-  argument; the dump holds each term (mse, decoder_nll, nll, tT, loss) and the model's input x_t
+  argument, and (v2 --denoise) uniform draws that decide its discrete noise; the dump holds each term (mse, decoder_nll, nll, tT, loss) and the model's input x_t
   and output x̂0 of that call (and, for v2, its reg_rate·‖m‖ term, which the plugin does not have);
 * the denoiser on the sampler's start state (source: clean embeddings, target: noise) at T-1.
 
@@ -73,8 +73,11 @@ def first_batch(run, tokenizer, model, examples: int):
     return placeholder, cond["input_ids"], cond["input_mask"]
 
 
-def recorded_losses(diffusion, model, placeholder, ids, mask, t, z0_noise, epsilon):
-    """training_losses_seq2seq with the given noise; every term and the model call it made."""
+def recorded_losses(diffusion, model, placeholder, ids, mask, t, z0_noise, epsilon, absorb_draws):
+    """training_losses_seq2seq with the given noise; every term and the model call it made.
+    ``absorb_draws`` ([B, L] uniform) decide v2's discrete noise: its ``mask_rate.bernoulli()``
+    becomes ``draws < mask_rate``, the same Bernoulli variables."""
+    import torch
     from diffuseq.utils.nn import mean_flat
 
     token_losses, prior_means = [], []
@@ -90,9 +93,13 @@ def recorded_losses(diffusion, model, placeholder, ids, mask, t, z0_noise, epsil
 
     diffusion._get_x_start = lambda mean, std: mean + std * z0_noise
     diffusion._token_discrete_loss, diffusion.q_mean_variance = record_token_loss, record_prior
-    holder = ModuleHolder(model)
-    terms = diffusion.training_losses(holder, placeholder, t, model_kwargs={"input_ids": ids.clone(),
-                                                                            "input_mask": mask.clone()}, noise=epsilon)
+    holder, bernoulli = ModuleHolder(model), torch.Tensor.bernoulli
+    torch.Tensor.bernoulli = lambda rate, *args, **kwargs: (absorb_draws < rate).to(rate.dtype)
+    try:
+        terms = diffusion.training_losses(holder, placeholder, t, noise=epsilon,
+                                          model_kwargs={"input_ids": ids.clone(), "input_mask": mask.clone()})
+    finally:
+        torch.Tensor.bernoulli = bernoulli
     for name in ("_get_x_start", "_token_discrete_loss", "q_mean_variance"):
         delattr(diffusion, name)
     (x_t, model_time, x0_hat), = holder.calls
@@ -125,8 +132,9 @@ def main(argv=None):
     t = torch.randint(1, steps - 1, (batch,), generator=generator)
     t[0], t[-1] = 0, steps - 1
     z0_noise, epsilon, start_noise = (torch.randn(batch, length, latent, generator=generator) for _ in range(3))
+    absorb_draws = torch.rand(batch, length, generator=generator)
     with torch.no_grad():
-        losses = recorded_losses(diffusion, model, placeholder, ids, mask, t, z0_noise, epsilon)
+        losses = recorded_losses(diffusion, model, placeholder, ids, mask, t, z0_noise, epsilon, absorb_draws)
         clean = model.get_embeds(ids)
         x_start_state = torch.where(mask.unsqueeze(-1) == 0, clean, start_noise)
         last = torch.full((batch,), steps - 1, dtype=torch.long)
@@ -135,6 +143,8 @@ def main(argv=None):
         "version": args.version, "checkpoint": str(args.checkpoint), "bert_vocab": run.vocab == "bert",
         "tokens": official_tokens(tokenizer, tokenizer.vocab_size),
         "input_ids": ids, "input_mask": mask, "t": t, "z0_noise": z0_noise, "epsilon": epsilon,
+        "absorb_draws": absorb_draws, "absorb_rate": float(getattr(diffusion, "denoise_rate", 0.0))
+        if getattr(diffusion, "denoise", False) else 0.0,
         "alphas_cumprod": torch.from_numpy(numpy.asarray(diffusion.alphas_cumprod, dtype=numpy.float64)),
         "start_x_t": x_start_state, "start_t": last, "start_x0_hat": start_x0_hat, **losses,
         "mean_embed_regulariser": mean_embed_regulariser(diffusion, model),

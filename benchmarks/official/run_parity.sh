@@ -3,7 +3,7 @@
 # the official venv exists; building it takes 4 more):
 #   bash benchmarks/official/run_parity.sh [OUT]        (default OUT: runs/official_parity)
 # 1. builds the official venv (scripts/official_env.sh) and a toy jsonl task (toy_data.py);
-# 2. for DiffuSeq v1 (whitespace vocabulary), v2 (--learned_mean_embed) and v1 with a WordPiece
+# 2. for DiffuSeq v1 (whitespace vocabulary), v2 (--learned_mean_embed, --denoise_rate 0.5) and v1 with a WordPiece
 #    vocabulary (--vocab bert), and v1 without projections (hidden_dim = hidden size) and with
 #    hidden_t_dim != hidden_dim: trains a small model with the official code (seq_len 128, T 2000,
 #    6 steps), converts it with diffuseq-convert-official, dumps the official x̂0 and loss terms
@@ -25,7 +25,7 @@ bash scripts/official_env.sh
 status=0
 for run in v1 v2 bert sizes; do
   version=v1; flags=(--vocab "$OUT/data/vocab.txt")
-  [ "$run" = v2 ] && version=v2 && flags+=(--learned-mean-embed)
+  [ "$run" = v2 ] && version=v2 && flags+=(--learned-mean-embed --denoise-rate 0.5)
   [ "$run" = bert ] && flags=(--vocab bert --bert-vocab "$OUT/data/wordpiece/vocab.txt")
   [ "$run" = sizes ] && flags+=(--latent 64 --hidden 64 --time-dim 16)
   echo "== $run: official training, conversion, dump, comparison"
