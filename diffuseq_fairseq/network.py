@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .diffusion import GaussianDiffusion
 from .network_config import TARGET_POSITIONS, NetworkConfig
-from .step_sampler import LossSecondMomentSampler, UniformSampler
+from .step_sampler import LossSecondMomentSampler
 from .transformer_stack import EncoderStack, KeyValue
 
 IMPORTANCE_HISTORY = 10  # losses kept per step by the importance sampler (official value)
@@ -257,7 +257,8 @@ class DiffuSeqNetwork(nn.Module):
             x_t = self.absorb(x_t, t, None if noise is None else noise.absorb)
         revealed = None
         if self.cfg.glance_rate > 0:
-            x_t, revealed = self.glance(x_t, t, source, target, z0, target_mask, None if noise is None else noise.glance)
+            glance_draws = None if noise is None else noise.glance
+            x_t, revealed = self.glance(x_t, t, source, target, z0, target_mask, glance_draws)
         return Corruption(source, clean, z0, x_t, revealed, target_mask)
 
     def absorb(self, x_t: torch.Tensor, t: torch.Tensor, uniform: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -356,12 +357,11 @@ class DiffuSeqNetwork(nn.Module):
                                label_smoothing)
 
 
-    def seeded_draws(self, seeds: Sequence[int], src_lengths: torch.Tensor, canvas_lengths: torch.Tensor,
+    def seeded_draws(self, seeds: Sequence[int], sampler, src_lengths: torch.Tensor, canvas_lengths: torch.Tensor,
                      src_width: int, canvas_width: int) -> Tuple[torch.Tensor, TrainingNoise]:
-        """Steps t (uniform over the trained steps) and every draw of a step, each row's from a CPU
-        generator seeded with its ``seeds`` entry and shaped by its own lengths, then zero-padded to the
-        batch: a row's draws, and so its loss, do not depend on the batch it is in (validation)."""
-        sampler = UniformSampler(self.cfg.num_timesteps, self.first_train_step)
+        """Steps t (from ``sampler``) and every draw of a step, each row's from a CPU generator seeded
+        with its ``seeds`` entry and shaped by its own lengths, then zero-padded to the batch: a row's
+        draws, and so its loss, do not depend on the batch it is in (validation)."""
         latent, steps, rows = self.cfg.latent_dim, [], []
         for seed, src_len, canvas in zip(seeds, src_lengths.tolist(), canvas_lengths.tolist()):
             generator = torch.Generator().manual_seed(int(seed))

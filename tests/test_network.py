@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from diffuseq_fairseq.network import DiffuSeqNetwork, NetworkConfig, TrainingNoise
+from diffuseq_fairseq.step_sampler import UniformSampler
 
 SMALL = dict(encoder_layers=1, encoder_embed_dim=32, encoder_attention_heads=2, encoder_ffn_embed_dim=64,
              latent_dim=16, num_timesteps=50)
@@ -230,6 +231,7 @@ def test_a_rows_seeded_loss_is_the_same_alone_and_in_a_batch(options, loss_posit
     """Issue #31: with seeded draws and each row's own canvas, a sentence's loss terms do not depend on
     the other rows (their lengths, their canvas, their draws)."""
     net = DiffuSeqNetwork(NetworkConfig(**SMALL, **options), 30, 1).eval()
+    sampler = UniformSampler(net.cfg.num_timesteps)
     src = torch.tensor([[5, 6, 7, 8, 2], [9, 2, 1, 1, 1], [4, 5, 2, 1, 1]])
     src_lengths = torch.tensor([5, 2, 3])
     target = torch.tensor([[7, 8, 9, 10, 11, 2, 1], [4, 2, 1, 1, 1, 1, 1], [6, 6, 2, 1, 1, 1, 1]])
@@ -239,7 +241,8 @@ def test_a_rows_seeded_loss_is_the_same_alone_and_in_a_batch(options, loss_posit
     def terms(rows):
         width = int(canvas[rows].max())
         src_width = int(src_lengths[rows].max())
-        t, noise = net.seeded_draws([seeds[i] for i in rows], src_lengths[rows], canvas[rows], src_width, width)
+        row_seeds = [seeds[i] for i in rows]
+        t, noise = net.seeded_draws(row_seeds, sampler, src_lengths[rows], canvas[rows], src_width, width)
         mask = torch.arange(width) < canvas[rows, None]
         return net.training_terms(src[rows, :src_width], src_lengths[rows], target[rows, :width], t,
                                   loss_positions=loss_positions, noise=noise, target_mask=mask)
@@ -251,17 +254,18 @@ def test_a_rows_seeded_loss_is_the_same_alone_and_in_a_batch(options, loss_posit
             assert torch.allclose(batched[key][row], value[0], rtol=1e-5, atol=1e-6), (row, key)
 
 
-def test_seeded_draws_are_the_rows_own_and_steps_are_trained_ones():
-    net = DiffuSeqNetwork(NetworkConfig(**SMALL, min_timestep_fraction=0.4), 30, 1)
-    t, noise = net.seeded_draws([3, 4], torch.tensor([3, 1]), torch.tensor([2, 4]), 3, 4)
-    t_alone, alone = net.seeded_draws([4], torch.tensor([1]), torch.tensor([4]), 1, 4)
+def test_seeded_draws_are_the_rows_own_and_steps_come_from_the_sampler():
+    net = DiffuSeqNetwork(NetworkConfig(**SMALL), 30, 1)
+    sampler = UniformSampler(net.cfg.num_timesteps, first_step=20)
+    t, noise = net.seeded_draws([3, 4], sampler, torch.tensor([3, 1]), torch.tensor([2, 4]), 3, 4)
+    t_alone, alone = net.seeded_draws([4], sampler, torch.tensor([1]), torch.tensor([4]), 1, 4)
     assert t[1] == t_alone[0] and ((20 <= t) & (t < 50)).all()
     for batched, single in zip(noise, alone):
         assert torch.equal(batched[1, :single.size(1)] if batched.dim() > 1 else batched[1], single[0])
     assert noise.source_z0.shape == (2, 3, 16) and noise.target_z0.shape == (2, 4, 16)
     assert not noise.target_z0[0, 2:].any() and not noise.source_z0[1, 1:].any()  # beyond a row: zeros
-    assert not torch.equal(net.seeded_draws([5], torch.tensor([1]), torch.tensor([4]), 1, 4)[1].target_z0,
-                           alone.target_z0)
+    _, other_seed = net.seeded_draws([5], sampler, torch.tensor([1]), torch.tensor([4]), 1, 4)
+    assert not torch.equal(other_seed.target_z0, alone.target_z0)
 
 
 

@@ -83,25 +83,25 @@ class DiffuSeqLoss(FairseqCriterion):
         # enter the importance sampler's history.
         self.count_in_sampler = True
 
-    def _sampler(self, network):
-        if self.timestep_sampler == "uniform":
+    def _sampler(self, network, training: bool):
+        # Validation draws t uniformly over the trained steps: the logged terms are then plain averages
+        # over t, comparable from one validation to the next, instead of following the importance
+        # sampler's drift.
+        if self.timestep_sampler == "uniform" or not training:
             return UniformSampler(network.cfg.num_timesteps, network.first_train_step)
         return network.importance_sampler(self.uniform_prob, self.timestep_sampler_bins)
 
     def _draws(self, model, sample, canvas, width):
-        """(t, importance weights, the draws or None, the sampler to update or None). Training draws
-        at random; validation draws t uniformly over the trained steps (plain averages over t,
-        comparable from one validation to the next, unlike the importance sampler's drifting choice)
-        and every noise from a generator of the sentence's own seed."""
-        batch = canvas.numel()
+        """(t, importance weights, the draws or None, the sampler). Training draws at random;
+        validation draws t and every noise from a generator of the sentence's own seed."""
+        sampler = self._sampler(model.network, model.training)
         if model.training:
-            sampler = self._sampler(model.network)
-            t, weights = sampler.sample(batch, canvas.device)
+            t, weights = sampler.sample(canvas.numel(), canvas.device)
             return t, weights, None, sampler
         seeds = (VALIDATION_SEED + sample["id"]).tolist()
         src_tokens, src_lengths = sample["net_input"]["src_tokens"], sample["net_input"]["src_lengths"]
-        t, noise = model.network.seeded_draws(seeds, src_lengths, canvas, src_tokens.size(1), width)
-        return t, torch.ones(batch, device=canvas.device), noise, None
+        t, noise = model.network.seeded_draws(seeds, sampler, src_lengths, canvas, src_tokens.size(1), width)
+        return t, torch.ones_like(t, dtype=torch.float), noise, sampler
 
     def forward(self, model, sample, reduce=True):
         src_tokens = sample["net_input"]["src_tokens"]
@@ -118,7 +118,7 @@ class DiffuSeqLoss(FairseqCriterion):
                       label_smoothing=self.label_smoothing, noise=noise, target_mask=target_mask)
         per_sentence = (terms["mse"] + self.rounding_loss_weight * terms["rounding_nll"] + terms["tT"]
                         + self.anchor_loss_weight * terms["anchor_loss"])
-        if sampler is not None and self.timestep_sampler == "lossaware":
+        if model.training and self.timestep_sampler == "lossaware":
             stats = sampler.step_statistics(t, per_sentence)
             if not self.count_in_sampler:
                 stats.zero_()  # a placeholder batch still joins the all-reduce, with nothing in it
