@@ -73,6 +73,21 @@ def test_vocabulary_scoring_and_cost_model_run_small():
     assert "ratio canvas old/new" in proc.stdout and "length proportionality" in proc.stdout
 
 
+def test_reference_baselines_scores_copying_the_source_and_the_human_ceiling(tmp_path, capsys):
+    references = [["a dog runs", "the dog is running", "a dog is running fast", "one dog runs"],
+                  ["two men talk", "men are talking", "two men are talking", "a pair of men talk"]]
+    paths = []
+    for k in range(4):
+        paths.append(tmp_path / f"test.ref{k + 1}")
+        paths[-1].write_text("".join(f"{refs[k]}\n" for refs in references))
+    (tmp_path / "test.src").write_text("a dog is running fast\ntwo men are talking\n")
+    load("reference_baselines").main(["--refs", *map(str, paths), "--source", str(tmp_path / "test.src")])
+    rows = {line[:34].strip(): line[34:].split() for line in capsys.readouterr().out.splitlines()[2:]}
+    assert list(rows) == ["copy the source, 4 references", "copy the source, 3 references", "human, 3 references"]
+    assert rows["copy the source, 4 references"][0] == "100.00"  # each source is one of the references
+    assert 0 < float(rows["human, 3 references"][0]) < 100
+
+
 NUM_VALID = 12
 
 

@@ -5,6 +5,7 @@ With K references per source, a system is scored against all K, and also K times
 them (each reference left out in turn, averaged), so that it compares like for like with the human
 ceiling: each reference scored against the other K-1, averaged over the K choices.
 """
+import logging
 import re
 from pathlib import Path
 from statistics import fmean
@@ -13,8 +14,9 @@ from typing import Dict, List, Optional, Sequence
 from ..evaluation.metrics import div_4, evaluate, self_bleu, sentence_bleu_avg
 from ..evaluation.readers import read_file, read_reference_files
 
-# The metrics that a reference changes; the others (dist-1, self-BLEU, div-4, length) do not.
-REFERENCE_METRICS = ("bleu", "rouge_l", "sacrebleu")
+# sacrebleu warns at every call that the text looks tokenized: it is, by design (the paper scores tokenized text),
+# and the report scores dozens of times.
+logging.getLogger("sacrebleu").setLevel(logging.ERROR)
 
 
 def metrics_of(gen_file: Path) -> dict:
@@ -90,16 +92,20 @@ def human_ceiling(reference_sets: Sequence[Sequence[str]]) -> dict:
     return _mean_of(results)
 
 
+def baselines(reference_sets: Sequence[Sequence[str]], sources: Optional[Sequence[str]]) -> dict:
+    """The human ceiling and, given the sources, copying the source, scored like the systems."""
+    found = {"human": {"leave_one_out": human_ceiling(reference_sets)}}
+    if sources is not None:
+        found["copy_source"] = multi_reference(sources, [[source] for source in sources], reference_sets)
+    return found
+
+
 def reference_baselines(reference_paths: Sequence[str], gen_file: Path, source_path: Optional[str]) -> dict:
-    """The human ceiling and, given the source file (line k = id k), copying the source, scored like the
-    systems on the sources of ``gen_file``."""
+    """``baselines`` on the sources of ``gen_file``, from reference files and a source file (line k = id k)."""
     ids = read_file(str(gen_file)).ids
     reference_sets = read_reference_files(list(reference_paths), ids, scored=str(gen_file))
-    baselines = {"human": {"leave_one_out": human_ceiling(reference_sets)}}
-    if source_path:
-        sources = [refs[0] for refs in read_reference_files([source_path], ids, scored=str(gen_file))]
-        baselines["copy_source"] = multi_reference(sources, [[source] for source in sources], reference_sets)
-    return baselines
+    sources = [refs[0] for refs in read_reference_files([source_path], ids, scored=str(gen_file))] if source_path else None
+    return baselines(reference_sets, sources)
 
 
 def deterministic_diversity(gen_file: Path, samples: int = 3) -> dict:
