@@ -1,7 +1,10 @@
 """The ``diffuseq`` task: binarized pairs from fairseq-preprocess, read as DiffuSeq sequences.
 
 * One joined dictionary (source and target share the diffusion embedding space).
-* Right padding, so row i is ``x_i </s>`` followed by its target canvas at positions |x_i|, ...
+* Right padding, so row i is its source followed by its target canvas at positions |x_i|, ...
+* A token layout (:mod:`diffuseq_fairseq.sequences`): ``fairseq`` (``x </s>``, ``y </s>``) or the
+  official ``diffuseq`` sequence; the model keeps the layout it was trained with and every decode
+  follows it.
 * A total-length limit (paper: 128) with the official truncation rule: trim the longer side
   (both on ties), keeping ``</s>``; the number of truncated pairs is logged per split.
 * The target canvas (how many positions the model may fill, the rest becoming padding) is
@@ -20,7 +23,7 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 from fairseq import utils
-from fairseq.data import BaseWrapperDataset, LanguagePairDataset, data_utils
+from fairseq.data import LanguagePairDataset, data_utils
 from fairseq.dataclass import ChoiceEnum
 from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
@@ -28,6 +31,7 @@ from fairseq.tasks.translation import TranslationConfig, TranslationTask
 from ..diffusion import ROUNDINGS
 from ..generator import DecodingOptions, DiffuSeqGenerator
 from ..samplers import SAMPLERS, STEP_SPACINGS
+from ..sequences import TOKEN_LAYOUTS, CanvasRule, TruncatedItems, truncate_pair_lengths
 
 logger = logging.getLogger(__name__)
 CANVAS_DEFAULT = (1.5, 5)  # (a, b): 1.5·|x|+5 holds Multi30k's, QQP's and the toy task's targets
@@ -37,8 +41,9 @@ CANVAS_DEFAULT = (1.5, 5)  # (a, b): 1.5·|x|+5 holds Multi30k's, QQP's and the 
 class DiffuSeqConfig(TranslationConfig):
     left_pad_source: bool = field(default=False, metadata={"help": "DiffuSeq needs right padding"})
     max_total_len: int = field(
-        default=128, metadata={"help": "limit on |source| + |target| tokens (with </s>); longer pairs are "
-                               "truncated, longer side first, as in the official code"}
+        default=128, metadata={"help": "limit on |source| + |target| tokens (with </s>), at least 4 (7 under "
+                               "--token-layout diffuseq); longer pairs are truncated, longer side first, as in the "
+                               "official code"}
     )
     canvas_len_a: Optional[float] = field(
         default=None, metadata={"help": f"target canvas = min(limit-|x|, ceil(a*|x|+b)); default {CANVAS_DEFAULT[0]} "
@@ -48,7 +53,7 @@ class DiffuSeqConfig(TranslationConfig):
         default=None, metadata={"help": f"see --canvas-len-a (default {CANVAS_DEFAULT[1]}); a=0, b=limit is the "
                                 "paper's canvas"}
     )
-    token_layout: ChoiceEnum(["fairseq", "diffuseq"]) = field(
+    token_layout: ChoiceEnum(list(TOKEN_LAYOUTS)) = field(
         default="fairseq", metadata={"help": "how a pair becomes the model's two blocks: fairseq (source x </s>, "
                                      "target y </s>) | diffuseq (the official sequence [CLS] x [SEP] [SEP] [CLS] y "
                                      "[SEP]: source <s> x </s> </s>, target <s> y </s>, with the official "
@@ -56,10 +61,13 @@ class DiffuSeqConfig(TranslationConfig):
     )
     # Decoding knobs: read by build_generator, never stored in the model.
     sampler: ChoiceEnum(["auto", *SAMPLERS]) = field(
-        default="auto", metadata={"help": "reverse-process sampler (auto: ddpm when --diffusion-steps equals T, "
-                                  "else ddim)"}
+        default="auto", metadata={"help": "reverse-process sampler (auto: ddpm when every step of --step-range "
+                                  "runs, else ddim)"}
     )
-    diffusion_steps: Optional[int] = field(default=None, metadata={"help": "sampling steps (default: T)"})
+    diffusion_steps: Optional[int] = field(
+        default=None, metadata={"help": "sampling steps, at least 1 (default: every step of --step-range: T, or "
+                                "(1-F)·T for trained)"}
+    )
     step_spacing: ChoiceEnum(list(STEP_SPACINGS)) = field(
         default="uniform", metadata={"help": "spacing of the sampling steps: even in t, or in log-SNR"}
     )
@@ -73,7 +81,7 @@ class DiffuSeqConfig(TranslationConfig):
                                 "sampler's steps (DINOISER's condition-enhanced inference, F ≈ 0.99); default: "
                                 "the checkpoint's --min-timestep-fraction, which the model applies anyway"}
     )
-    ddim_eta: float = field(default=0.0, metadata={"help": "DDIM eta (0: deterministic, 1: DDPM posterior)"})
+    ddim_eta: float = field(default=0.0, metadata={"help": "DDIM eta in [0, 1] (0: deterministic, 1: DDPM posterior)"})
     rounding: ChoiceEnum(list(ROUNDINGS)) = field(
         default="l2", metadata={"help": "clamp x0 to a word embedding at every step: l2 (nearest embedding, "
                                 "official), logits (embedding of argmax lm_head(x0)), none"}
@@ -83,6 +91,10 @@ class DiffuSeqConfig(TranslationConfig):
         default=0, metadata={"help": "finish a candidate once the words of its x0 estimate have not changed for "
                              "this many steps, and drop it from the batch (as fairseq's iterative refinement "
                              "stops LevT); 0 runs every step"}
+    )
+    round_output: bool = field(
+        default=False, metadata={"help": "output argmax lm_head of the last x0 estimate rounded to the nearest word "
+                                 "embedding, as the official sampler returns it (default: of the estimate itself)"}
     )
     output_vocab: ChoiceEnum(["all", "target", "auto"]) = field(
         default="auto", metadata={"help": "words the reverse process may round to and output: all (the joined "
@@ -104,46 +116,6 @@ def decoding_knob(cfg: DiffuSeqConfig, args, name: str):
     return value
 
 
-class TruncatedItems(BaseWrapperDataset):
-    """Token sequences cut to per-item lengths, keeping the final </s>."""
-
-    def __init__(self, dataset, lengths: np.ndarray):
-        super().__init__(dataset)
-        self.lengths = lengths
-
-    def __getitem__(self, index):
-        item = self.dataset[index]
-        n = int(self.lengths[index])
-        if item.numel() <= n:
-            return item
-        return torch.cat([item[: n - 1], item[-1:]])
-
-    @property
-    def sizes(self):
-        return self.lengths
-
-    def size(self, index):
-        return int(self.lengths[index])
-
-
-def truncate_pair_lengths(src: np.ndarray, tgt: np.ndarray, limit: int):
-    """Official rule: while |x|+|y| > limit, pop from the longer side (both when equal).
-
-    Lengths include </s>; each side keeps at least one real token plus </s>.
-    """
-    src, tgt = src.astype(np.int64).copy(), tgt.astype(np.int64).copy()
-    while True:
-        over = src + tgt > limit
-        if not over.any():
-            return src, tgt
-        src_longer, tgt_longer = over & (src > tgt), over & (tgt > src)
-        tie = over & (src == tgt)
-        src[src_longer | tie] -= 1
-        tgt[tgt_longer | tie] -= 1
-        if (src < 2).any() or (tgt < 2).any():
-            raise ValueError(f"--max-total-len {limit} is too small to keep a token on each side")
-
-
 @register_task("diffuseq", dataclass=DiffuSeqConfig)
 class DiffuSeqTask(TranslationTask):
     cfg: DiffuSeqConfig
@@ -158,13 +130,34 @@ class DiffuSeqTask(TranslationTask):
             )
         if cfg.left_pad_source:
             raise ValueError("the diffuseq task needs right padding (--left-pad-source False)")
+        task.check_total_length(str(cfg.token_layout))
         return task
 
-    def load_dataset(self, split, epoch=1, combine=False, **kwargs):
+    def check_total_length(self, layout_name: str) -> None:
+        """One lower bound on --max-total-len, for training and every decode: a one-word source and a
+        one-word target with the layout's specials."""
+        layout = TOKEN_LAYOUTS[layout_name]
+        if self.cfg.max_total_len < layout.min_total:
+            raise ValueError(
+                f"--max-total-len {self.cfg.max_total_len} leaves no room for a one-word source and target: it "
+                f"must be at least {layout.min_total} under --token-layout {layout.name}"
+            )
+
+    def build_model(self, cfg, from_checkpoint=False):
+        if not from_checkpoint:  # a new model trains with the task's rule: refuse one without room
+            CanvasRule(*self.canvas_rule(), self.cfg.max_total_len).check(TOKEN_LAYOUTS[str(self.cfg.token_layout)])
+        return super().build_model(cfg, from_checkpoint)
+
+    def load_dataset(self, split, epoch=1, combine=False, task_cfg=None, **kwargs):
+        """Pairs in the token layout of ``task_cfg`` (fairseq-generate and fairseq-validate pass the
+        checkpoint's task options; else the task's), truncated by the official rule."""
+        self._refuse_empty_split(split, epoch)
         super().load_dataset(split, epoch=epoch, combine=combine, **kwargs)
+        layout = TOKEN_LAYOUTS[str(getattr(task_cfg or self.cfg, "token_layout", "fairseq"))]
         dataset = self.datasets[split]
         limit = self.cfg.max_total_len
-        src_len, tgt_len = truncate_pair_lengths(dataset.src_sizes, dataset.tgt_sizes, limit)
+        src_len, tgt_len = truncate_pair_lengths(dataset.src_sizes, dataset.tgt_sizes,
+                                                 limit - layout.source_added - layout.target_added)
         cut = (src_len != dataset.src_sizes) | (tgt_len != dataset.tgt_sizes)
         if cut.any():
             logger.warning(
@@ -172,22 +165,65 @@ class DiffuSeqTask(TranslationTask):
                 "target sides cut)", split, cut.sum(), len(cut), limit,
                 (src_len != dataset.src_sizes).sum(), (tgt_len != dataset.tgt_sizes).sum(),
             )
-            dataset.src, dataset.src_sizes = TruncatedItems(dataset.src, src_len), src_len
-            dataset.tgt, dataset.tgt_sizes = TruncatedItems(dataset.tgt, tgt_len), tgt_len
+            dataset.src, dataset.tgt = TruncatedItems(dataset.src, src_len), TruncatedItems(dataset.tgt, tgt_len)
+        dataset.src, dataset.tgt = layout.wrap(dataset.src, dataset.tgt, self.tgt_dict.bos(), self.tgt_dict.eos())
+        dataset.src_sizes, dataset.tgt_sizes = src_len + layout.source_added, tgt_len + layout.target_added
+
+    def _refuse_empty_split(self, split: str, epoch: int) -> None:
+        """An empty split file fails deep in fairseq ("cannot mmap an empty file", no file named)."""
+        paths = utils.split_paths(self.cfg.data)
+        data_path = paths[(epoch - 1) % len(paths)] if split == self.cfg.train_subset else paths[0]
+        src, tgt = self.cfg.source_lang, self.cfg.target_lang
+        for pair in (f"{src}-{tgt}", f"{tgt}-{src}"):
+            for lang in (src, tgt):
+                path = os.path.join(data_path, f"{split}.{pair}.{lang}.bin")
+                if os.path.isfile(path) and os.path.getsize(path) == 0:
+                    raise ValueError(f"{path} is empty: split {split} holds no sentence (was its text file empty "
+                                     f"when fairseq-preprocess read it?)")
 
     def build_dataset_for_inference(self, src_tokens, src_lengths, constraints=None):
-        """Interactive input: right padded; a source too long to leave room for a target is cut."""
-        max_src = self.cfg.max_total_len - 2
-        long_lines = sum(int(len(t) > max_src) for t in src_tokens)
-        if long_lines:
-            logger.warning("truncated %d input line(s) to %d tokens (--max-total-len %d)",
-                           long_lines, max_src, self.cfg.max_total_len)
-            src_tokens = [t if len(t) <= max_src else torch.cat([t[: max_src - 1], t[-1:]]) for t in src_tokens]
-            src_lengths = [min(int(n), max_src) for n in src_lengths]
+        """Interactive input, right padded, in the model's token layout. A line without a word is
+        decoded as an empty source (an empty hypothesis); a line too long for the canvas its rule
+        asks for is cut by the official truncation."""
+        layout, rule = self._inference_layout_and_rule()
+        bos, eos = self.tgt_dict.bos(), self.tgt_dict.eos()
+        sources = []
+        for tokens in src_tokens:
+            if self.is_wordless(tokens):
+                logger.warning("an input line holds no word (empty or only BPE markers): its hypothesis is empty")
+                sources.append(layout.wrap_source(tokens[-1:], bos, eos))
+            else:
+                sources.append(self._fit_inference_source(layout.wrap_source(tokens, bos, eos), layout, rule))
         return LanguagePairDataset(
-            src_tokens, src_lengths, self.source_dictionary, tgt_dict=self.target_dictionary,
+            sources, [len(t) for t in sources], self.source_dictionary, tgt_dict=self.target_dictionary,
             left_pad_source=False, constraints=constraints,
         )
+
+    def _fit_inference_source(self, source: torch.Tensor, layout, rule: CanvasRule) -> torch.Tensor:
+        kept = rule.fit_source(len(source), layout)
+        if kept == len(source):
+            return source
+        canvas = int(rule.lengths(torch.tensor([kept]))[0])
+        logger.warning("cut an input line of %d tokens to %d (--max-total-len %d, canvas rule %s): its target "
+                       "keeps %d positions", len(source), kept, rule.limit, rule, canvas)
+        tail = layout.source_added - int(layout.source_bos) + 1  # the final </s> and any the layout adds
+        return torch.cat([source[: kept - tail], source[-tail:]])
+
+    def is_wordless(self, tokens: torch.Tensor) -> bool:
+        """Whether a stored source (``x </s>``) holds only BPE continuation markers, or nothing."""
+        return all(int(t) in self.marker_ids for t in tokens[:-1])
+
+    @functools.cached_property
+    def marker_ids(self) -> frozenset:
+        """Dictionary ids whose symbol is only BPE markers (subword-nmt's "@@", sentencepiece's "▁")."""
+        return frozenset(i for i, symbol in enumerate(self.src_dict.symbols)
+                         if symbol and not symbol.replace("@@", "").replace("▁", ""))
+
+    def _inference_layout_and_rule(self):
+        """The model's layout and canvas rule, as build_generator found them (fairseq-interactive builds
+        the generator first); the task's own before that."""
+        return getattr(self, "_inference", (TOKEN_LAYOUTS[str(self.cfg.token_layout)],
+                                            CanvasRule(*self.canvas_rule(), self.cfg.max_total_len)))
 
     def get_batch_iterator(self, dataset, *args, required_batch_size_multiple=1, **kwargs):
         """Batch sizes need no rounding here (every batch is padded to its own length), and
@@ -223,14 +259,7 @@ class DiffuSeqTask(TranslationTask):
                        rule: Optional[Tuple[float, int]] = None) -> torch.Tensor:
         """Target canvas of each row: the rule's, within the total-length limit (and in training at
         least the row's target)."""
-        a, b = rule or self.canvas_rule()
-        rows = torch.minimum(
-            self.cfg.max_total_len - src_lengths,
-            torch.ceil(a * src_lengths.double() + b).long(),
-        ).clamp(min=2)
-        if tgt_lengths is not None:
-            rows = torch.maximum(rows, tgt_lengths)
-        return rows
+        return CanvasRule(*(rule or self.canvas_rule()), self.cfg.max_total_len).lengths(src_lengths, tgt_lengths)
 
     def canvas_length(self, src_lengths: torch.Tensor, tgt_lengths: Optional[torch.Tensor] = None,
                       rule: Optional[Tuple[float, int]] = None) -> int:
@@ -238,20 +267,35 @@ class DiffuSeqTask(TranslationTask):
         return int(self.canvas_lengths(src_lengths, tgt_lengths, rule).max())
 
     def build_generator(self, models, args, seq_gen_cls=None, extra_gen_cls_kwargs=None, **unused):
-        """Works from cfg.generation (fairseq-generate) and from the --eval-bleu-args Namespace."""
-        knob = functools.partial(decoding_knob, self.cfg, args)
+        """Works from cfg.generation (fairseq-generate) and from the --eval-bleu-args Namespace. Decoding
+        follows what the checkpoint was trained with: its token layout and, unless given again, its
+        canvas rule."""
         model = models[0]
-        total_steps = model.cfg.num_timesteps
-        steps = knob("diffusion_steps") or total_steps
-        sampler = str(knob("sampler"))
-        if sampler == "auto":
-            sampler = "ddpm" if steps == total_steps else "ddim"
+        network = getattr(model, "network", model)
+        layout = TOKEN_LAYOUTS[str(getattr(model.cfg, "token_layout", "fairseq"))]
+        self.check_total_length(layout.name)
         trained = self.trained_canvas_rule(model)
         rule = self.canvas_rule(trained)
         if rule != trained:
             logger.warning("decoding with the canvas rule %s·|x|+%s; the model was trained with %s·|x|+%s", *rule, *trained)
+        canvas = CanvasRule(*rule, self.cfg.max_total_len)
+        canvas.check(layout)
+        self._inference = (layout, canvas)
+        options = self.decoding_options(args, network, rule)
+        self._name_the_decode(args, options)
+        return DiffuSeqGenerator(options)
+
+    def decoding_options(self, args, network, rule: Tuple[float, int]) -> DecodingOptions:
+        knob = functools.partial(decoding_knob, self.cfg, args)
+        total_steps = network.cfg.num_timesteps
+        lowest = self.lowest_sampling_step(network, str(knob("step_range")))
+        steps = knob("diffusion_steps")
+        steps = total_steps - lowest if steps is None else steps  # default: every step of the range
+        sampler = str(knob("sampler"))
+        if sampler == "auto":
+            sampler = "ddpm" if steps == total_steps - lowest else "ddim"
         tgt = self.target_dictionary
-        return DiffuSeqGenerator(DecodingOptions(
+        return DecodingOptions(
             special_ids=(tgt.pad(), tgt.bos(), tgt.eos()),
             num_steps=steps,
             total_steps=total_steps,
@@ -264,10 +308,22 @@ class DiffuSeqTask(TranslationTask):
             retain_history=bool(getattr(args, "retain_iter_history", False)),
             base_seed=int(torch.randint(0, 2**31 - 1, (1,)).item()),  # follows --seed via fairseq's seeding
             stop_when_stable=int(knob("stop_when_stable")),
-            lowest_step=self.lowest_sampling_step(model, str(knob("step_range"))),
+            lowest_step=lowest,
             shown_step_floor=self.shown_step_floor(knob("shown_timestep_fraction"), total_steps),
             output_ids=self.output_ids(str(knob("output_vocab"))),
-        ))
+            round_output=bool(knob("round_output")),
+        )
+
+    @staticmethod
+    def _name_the_decode(args, options: DecodingOptions) -> None:
+        """fairseq-generate prints ``hypos[:--nbest]`` and ends with "Generate SUBSET with beam=--beam":
+        a diffusion decode keeps --mbr-candidates hypotheses per source, which is its beam."""
+        nbest = getattr(args, "nbest", 1)
+        if nbest > options.num_candidates:
+            logger.warning("--nbest %d is more than --mbr-candidates %d: each sentence has %d hypotheses to print",
+                           nbest, options.num_candidates, options.num_candidates)
+        if hasattr(args, "beam"):
+            args.beam = options.num_candidates
 
     def output_ids(self, choice: str) -> Optional[torch.Tensor]:
         """Ids of --output-vocab (None: every id)."""
