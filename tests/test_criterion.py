@@ -69,5 +69,5 @@ def test_validation_loss_of_a_sentence_does_not_depend_on_its_batch(parts):
 def test_training_draws_stay_random(parts):
     dictionary, model, criterion = parts
     sample = batch(dictionary, [(3, 12), (6, 4)], [0, 1])
-    first, second = (float(criterion(model.train(), sample)[0]) for _ in range(2))
+    first, second = (float(criterion(model.train(), sample)[0].detach()) for _ in range(2))
     assert first != second
