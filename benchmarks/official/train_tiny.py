@@ -43,6 +43,7 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=102)
+    parser.add_argument("--ema-rate", default="0.9999", help="the official --ema_rate (the checkpoint is ema_RATE_STEPS.pt)")
     parser.add_argument("--learned-mean-embed", action="store_true", help="v2's soft absorbing state")
     parser.add_argument("--denoise-rate", type=float, default=0.0, help="v2's discrete noise (0 = off)")
     args = parser.parse_args(argv)
@@ -64,6 +65,7 @@ def official_argv(args, config_dir: Path):
         "--lr", str(args.lr), "--batch_size", str(args.batch_size), "--microbatch", str(args.batch_size),
         "--learning_steps", str(args.steps), "--save_interval", str(args.steps), "--log_interval", "1",
         "--eval_interval", str(max(args.steps, 1)), "--seed", str(args.seed), "--dropout", "0.1",
+        "--ema_rate", str(args.ema_rate),
     ]
     if args.version == "v2":
         argv += ["--learned_mean_embed", str(args.learned_mean_embed), "--denoise", str(args.denoise_rate > 0),
