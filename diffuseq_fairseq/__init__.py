@@ -3,7 +3,7 @@
 Importing the package registers the ``diffuseq`` task, model architectures and the
 ``diffuseq_loss`` criterion with fairseq (fairseq auto-imports ``models/`` and ``tasks/`` of a
 user dir, but not ``criterions/``), and allowlists the globals that fairseq checkpoints need
-under torch's ``weights_only`` loading. The diffusion math (``diffusion``, ``step_sampler``,
+under torch's ``weights_only`` loading, and makes ``--help`` list the plugin's options. The diffusion math (``diffusion``, ``step_sampler``,
 ``mbr``) does not need fairseq and stays importable without it.
 """
 import importlib.util
@@ -11,7 +11,8 @@ import importlib.util
 __version__ = "0.1.0"
 
 if importlib.util.find_spec("fairseq") is not None:
-    from . import checkpoints
+    from . import checkpoints, cli_help
 
     checkpoints.install()
+    cli_help.install()
     from . import criterions, models, tasks  # noqa: F401,E402  (registration side effects)
