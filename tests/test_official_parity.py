@@ -7,6 +7,11 @@ T 2000), converts them with diffuseq-convert-official, and
 checks that the converted model gives the official x̂0 and loss terms for the same tokens, t and
 noise (1e-5), that fairseq-generate decodes it, and that diffuseq-eval gives the official
 scripts/eval_seq2seq.py figures (1e-6) on official sampler outputs and on edge cases.
+
+The reverse process, step for step (a small official v1 model, T 100): given the official start and
+per-step noise, the plugin's generator gives the words and states of the official p_sample_loop; the
+official DDIM and DPM-Solver rules run on the plugin's network give the official ddim_sample_loop's
+and v2 DPM-Solver script's words (compare_reverse.py says where the plugin's own samplers differ).
 """
 import os
 import subprocess
@@ -28,6 +33,7 @@ HERE = REPO / "benchmarks" / "official"
 sys.path.insert(0, str(HERE))
 import compare_dump  # noqa: E402
 import compare_metrics  # noqa: E402
+import compare_reverse  # noqa: E402
 import toy_data  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -125,3 +131,39 @@ def test_diffuseq_eval_gives_the_official_metrics(official_python, official_runs
                                        compare_metrics.plugin_figures(paths))
         assert len(rows) == 3 * len(compare_metrics.QUALITY) + len(compare_metrics.DIVERSITY)
         assert compare_metrics.unexplained(rows, 1e-6) == [], rows
+
+
+@pytest.fixture(scope="module")
+def reverse_dumps(official_python, tmp_path_factory):
+    """{v1, v2: (dump of the official samplers, converted model, task)} for one small trained v1 model."""
+    out = tmp_path_factory.mktemp("reverse")
+    data = toy_data.write_toy_jsonl(out / "toy")
+    run(official_python, HERE / "train_tiny.py", "--version", "v1", "--data-dir", data, "--vocab", data / "vocab.txt",
+        "--out", out / "run", "--steps", "30", "--seq-len", "64", "--diffusion-steps", "100", "--ema-rate", "0.9")
+    checkpoint = out / "run" / "ema_0.9_000030.pt"
+    convert(checkpoint, out / "converted")
+    model, task = compare_reverse.load_converted(out / "converted" / "checkpoint.pt")
+    dumps = {}
+    for version in ("v1", "v2"):
+        run(official_python, HERE / "reverse_dump.py", "--version", version, "--checkpoint", checkpoint,
+            "--examples", "8", "--ddim-steps", "10", "--solver-steps", "8", "--out", out / f"{version}.pt")
+        dumps[version] = torch.load(out / f"{version}.pt", weights_only=True)
+    return dumps, model, task
+
+
+def test_reverse_processes_equal_the_official_samplers_step_for_step(reverse_dumps):
+    dumps, model, task = reverse_dumps
+    rows = {row[0].split(":")[0]: row for version in ("v1", "v2") for row in compare_reverse.compare(dumps[version], model, task)}
+    assert len(rows) == 5
+    assert compare_reverse.failures(rows.values(), 1e-3) == []
+    ddpm = rows["DDPM, all steps"]
+    assert dumps["v1"]["samplers"]["ddpm"]["randn_calls"] == 100 and len(dumps["v1"]["samplers"]["ddpm"]["x"]) == 100
+    assert ddpm[2] and ddpm[3]["same_rows"] == ddpm[3]["same_words"] == 8
+    assert max(ddpm[4].values()) < 1e-5  # x_t, x̂0 at every one of the 100 steps, and the final rounded x̂0
+    for name in ("DDIM", "DPM-Solver"):  # the official rules on the plugin's network: every word, every step
+        exact = rows[name]
+        assert exact[2] and exact[3]["same_positions"] == exact[3]["positions"]
+        assert len(exact[4]) == 4
+    # The plugin's own DDIM and DPM-Solver++ are other algorithms: reported, not required equal.
+    assert not rows["DDIM, 10 steps"][2] and not rows["DPM-Solver++, 8 steps"][2]
+    assert "differs by design" in compare_reverse.report(dumps["v2"], [rows["DPM-Solver++, 8 steps"]])
