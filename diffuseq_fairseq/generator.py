@@ -13,6 +13,11 @@ fairseq's iterative refinement applies to LevT.
 
 ``output_ids`` (``--output-vocab``) limits rounding and output to a subset of the dictionary: with a
 joined dictionary, the words of the training targets, so that no source-language word is output.
+
+With a length predictor (``--length-beam L``) each sentence gets L predicted lengths and S noise draws
+per length, all L·S candidates in the same model calls: each on a canvas of exactly its length, whose
+last position is its </s> (the model was trained on such canvases, with no padding to write).
+Candidates are ranked by MBR or (``--rank-candidates score``) by the model's own score.
 """
 import math
 from dataclasses import dataclass
@@ -21,12 +26,16 @@ from typing import Callable, List, NamedTuple, Optional, Tuple
 import torch
 
 from .diffusion import ROUNDINGS, discrete_absorb, likeliest_word_ids, most_likely_words, nearest_embedding_ids
+from .length import likeliest_lengths
 from .mbr import mbr_order
 from .samplers import Sampler, make_sampler, sampling_steps, step_pairs
 
 # Length groups within a batch: a new group starts below this share of the group's longest canvas.
 GROUP_SHRINK = 0.8
 GROUP_MIN_ROWS = 16
+# How the candidates of a source are ranked (--rank-candidates): by MBR, or by their own score (the
+# words' mean log-probability, plus the length's log-probability under a length predictor).
+RANKINGS = ("mbr", "score")
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,9 @@ class DecodingOptions:
     shown_step_floor: int = 0
     output_ids: Optional[torch.Tensor] = None  # sorted ids the process may output; None: all
     round_output: bool = False  # output lm_head of the rounded last x̂0, as the official sampler does
+    length_beam: int = 0  # predicted lengths per source (0: no length predictor, the canvas rule's canvas)
+    total_length_limit: int = 0  # --max-total-len: a predicted length is at most this less the source's
+    ranking: str = "mbr"  # a name of RANKINGS
 
     def __post_init__(self):
         if not 1 <= self.num_steps <= self.total_steps - self.lowest_step:
@@ -60,6 +72,17 @@ class DecodingOptions:
             raise ValueError("--mbr-candidates must be at least 1")
         if self.stop_when_stable < 0:
             raise ValueError("--stop-when-stable must be 0 (off) or a number of steps")
+        if self.length_beam < 0:
+            raise ValueError(f"--length-beam must be at least 1, got {self.length_beam}")
+        if self.length_beam and self.total_length_limit < 2:
+            raise ValueError("a length beam needs the total-length limit (--max-total-len)")
+        if self.ranking not in RANKINGS:
+            raise ValueError(f"unknown --rank-candidates {self.ranking!r}; choose one of {', '.join(RANKINGS)}")
+
+    @property
+    def hypotheses_per_source(self) -> int:
+        """Candidates of a source: --mbr-candidates for each of its --length-beam lengths."""
+        return max(self.length_beam, 1) * self.num_candidates
 
 
 class _Vocabulary(NamedTuple):
@@ -75,12 +98,15 @@ class _Walk:
     """What the step loop carries between model calls. ``active`` maps the rows still being
     denoised to their (sentence·S + candidate) row of ``final``; rows that stop early are written
     there when they stop, the rest after the last step. ``inside`` ([rows, L] bool) marks each
-    row's own canvas: the model attends to no position beyond it and nothing is read from there."""
+    row's own canvas: the model attends to no position beyond it and nothing is read from there.
+    ``length_scores`` ([rows], under a length beam) holds the log-probability of each row's length."""
 
-    def __init__(self, x, source, inside: torch.Tensor, sampler: Sampler, retain_history: bool):
+    def __init__(self, x, source, inside: torch.Tensor, sampler: Sampler, retain_history: bool,
+                 length_scores: Optional[torch.Tensor] = None):
         rows = x.size(0)
         self.x, self.source, self.sampler = x, source, sampler
         self.inside = self.final_inside = inside
+        self.length_scores = length_scores
         self.active = torch.arange(rows, device=x.device)
         self.final = torch.zeros_like(x)
         self.latest = self.final.clone() if retain_history else None
@@ -102,6 +128,23 @@ class _Walk:
 
 def _seeded_normal(shape, seed: int) -> torch.Tensor:
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+class StepsAndLength(int):
+    """A hypothesis's ``steps`` under a length beam: the model calls its candidate ran (a number, as
+    fairseq's generators give), printed with the canvas length it was decoded on, so that
+    fairseq-generate's I- line (``--print-step``) reads e.g. ``20 length=9``."""
+
+    def __new__(cls, steps: int, length: int):
+        value = super().__new__(cls, steps)
+        value.length = length
+        return value
+
+    def __str__(self):
+        return f"{int(self)} length={self.length}"
+
+    def __format__(self, spec: str) -> str:  # what str.format calls
+        return format(str(self), spec)
 
 
 class DiffuSeqGenerator:
@@ -129,7 +172,7 @@ class DiffuSeqGenerator:
         groups = [worded[rows] for rows in self._length_groups(src_lengths[worded.to(src_lengths.device)])]
         if len(groups) == 1 and len(worded) == src_tokens.size(0):
             return self._generate_batch(model, src_tokens, src_lengths, sample_ids)
-        finalized = [[self._empty_hypothesis()] * self.options.num_candidates for _ in range(src_tokens.size(0))]
+        finalized = [[self._empty_hypothesis()] * self.options.hypotheses_per_source for _ in range(src_tokens.size(0))]
         for rows in groups:
             lengths = src_lengths[rows.to(src_lengths.device)]
             tokens = src_tokens[rows.to(src_tokens.device), : int(lengths.max())]
@@ -167,10 +210,11 @@ class DiffuSeqGenerator:
         row's on its own canvas (zero beyond it)."""
         batch, cands, device = src_tokens.size(0), self.options.num_candidates, src_tokens.device
         context = model.encode_source(src_tokens, src_lengths)
-        source = context.select(torch.arange(batch, device=device).repeat_interleave(cands))
-        canvases = self.options.canvas_length(src_lengths.cpu()).repeat_interleave(cands)
+        lengths, length_scores = self._canvases(model, context, src_lengths)
+        source = context.select(torch.arange(batch, device=device).repeat_interleave(lengths.size(1) * cands))
+        canvases = lengths.repeat_interleave(cands, dim=1).flatten()
         inside = torch.arange(int(canvases.max())) < canvases.unsqueeze(1)
-        x = self._initial_noise(sample_ids, canvases, model.cfg.latent_dim).to(
+        x = self._initial_noise(sample_ids, lengths, model.cfg.latent_dim).to(
             device=device, dtype=model.embed_tokens.weight.dtype)  # drawn on the CPU, one copy
         inside = inside.to(device)
         mean = model.mean_embed
@@ -180,16 +224,36 @@ class DiffuSeqGenerator:
                 rate = math.sqrt(1 - float(model.diffusion.alphas_cumprod[-1])) * model.cfg.absorb_rate
                 x = discrete_absorb(x, torch.full((x.size(0),), rate, device=device), inside, mean, step_noise)
         sampler = make_sampler(self.options.sampler, self.options.eta)
-        return _Walk(x, source, inside, sampler, self.options.retain_history)
+        if length_scores is not None:
+            length_scores = length_scores.repeat_interleave(cands, dim=1).flatten()
+        return _Walk(x, source, inside, sampler, self.options.retain_history, length_scores)
 
-    def _initial_noise(self, sample_ids: torch.Tensor, canvases: torch.Tensor, latent: int) -> torch.Tensor:
-        """One noise draw per (sentence id, candidate) on its own canvas: the same --seed gives the
-        same candidates in any batch."""
-        width, cands = int(canvases.max()), self.options.num_candidates
-        noise = torch.zeros(len(canvases), width, latent)
-        for row, (i, j) in enumerate((i, j) for i in sample_ids.tolist() for j in range(cands)):
-            seed = hash((self.options.base_seed, int(i), j)) & 0x7FFFFFFF
-            noise[row, : int(canvases[row])] = _seeded_normal((int(canvases[row]), latent), seed)
+    def _canvases(self, model, context, src_lengths: torch.Tensor):
+        """Canvas lengths of each source ([B, K], on the CPU) and their log-probabilities: the canvas
+        rule's one length (log-probabilities None), or the length predictor's --length-beam likeliest."""
+        options = self.options
+        if not options.length_beam:
+            return options.canvas_length(src_lengths.cpu()).unsqueeze(1), None
+        logits = model.length_logits(context)
+        lengths, log_probs = likeliest_lengths(model.length_head, logits, src_lengths, options.length_beam,
+                                               options.total_length_limit)
+        return lengths.cpu(), log_probs.cpu()
+
+    def _initial_noise(self, sample_ids: torch.Tensor, lengths: torch.Tensor, latent: int) -> torch.Tensor:
+        """One noise draw per (sentence id, candidate) on its own canvas (under a length beam, per
+        (sentence id, candidate, length)): the same --seed gives the same candidates in any batch.
+        ``lengths`` ([B, K]): the canvas lengths of each sentence, each holding --mbr-candidates rows."""
+        cands, base_seed = self.options.num_candidates, self.options.base_seed
+        noise = torch.zeros(lengths.numel() * cands, int(lengths.max()), latent)
+        row = 0
+        for i, sentence_lengths in zip(sample_ids.tolist(), lengths.tolist()):
+            for k, length in enumerate(sentence_lengths):
+                # A length repeated in a beam (a source near the limit) gets other draws the second time.
+                repeat = sentence_lengths[:k].count(length)
+                for j in range(cands):
+                    key = (base_seed, int(i), j, length, repeat) if self.options.length_beam else (base_seed, int(i), j)
+                    noise[row, :length] = _seeded_normal((length, latent), hash(key) & 0x7FFFFFFF)
+                    row += 1
         return noise
 
     def _vocabulary(self, model) -> _Vocabulary:
@@ -256,31 +320,50 @@ class DiffuSeqGenerator:
         return walk.x.size(0) == 0
 
     def _finalize(self, walk: _Walk, batch: int, vocabulary: _Vocabulary) -> List[List[dict]]:
-        """Words of every candidate, ranked by MBR, as fairseq hypotheses (with their history)."""
-        cands = self.options.num_candidates
+        """Words of every candidate as fairseq hypotheses (with their history), each source's ranked
+        best first by MBR or by their score."""
+        per_source = self.options.hypotheses_per_source
 
         def output_words(states):
             if self.options.round_output:  # the official sampler's last step returns the rounded x̂0
                 states = vocabulary.embeddings[nearest_embedding_ids(states, vocabulary.embeddings)]
             ids, log_probs = most_likely_words(states, vocabulary.embeddings, vocabulary.bias)
+            if walk.length_scores is not None:
+                ids, log_probs = self._end_with_eos(states, ids, log_probs, walk.final_inside, vocabulary)
             return self._compact(ids if vocabulary.ids is None else vocabulary.ids[ids], log_probs, walk.final_inside)
 
         compact, valid, scores, end_scores = output_words(walk.final)
-        ranking, _ = mbr_order(compact.view(batch, cands, -1), valid.view(batch, cands, -1))
         compact_history = [output_words(h) for h in walk.history]
-        finalized = []
-        for b in range(batch):
-            hypos = []
-            for c in ranking[b].tolist():
-                row = b * cands + c
-                taken = int(walk.steps_taken[row])
-                hypo = self._hypothesis(compact[row], valid[row], scores[row], end_scores[row], taken)
-                if self.options.retain_history:  # one entry per step this candidate ran
-                    hypo["history"] = [self._hypothesis(h[0][row], h[1][row], h[2][row], h[3][row], taken)
-                                       for h in compact_history[:taken]]
-                hypos.append(hypo)
-            finalized.append(hypos)
-        return finalized
+        lengths = walk.final_inside.sum(1).tolist()
+        hypos = []
+        for row in range(batch * per_source):
+            taken = int(walk.steps_taken[row])
+            extra = 0.0 if walk.length_scores is None else float(walk.length_scores[row])
+            steps = taken if walk.length_scores is None else StepsAndLength(taken, lengths[row])
+            hypo = self._hypothesis(compact[row], valid[row], scores[row], end_scores[row], steps, extra)
+            if self.options.retain_history:  # one entry per step this candidate ran
+                hypo["history"] = [self._hypothesis(h[0][row], h[1][row], h[2][row], h[3][row], steps, extra)
+                                   for h in compact_history[:taken]]
+            hypos.append(hypo)
+        if self.options.ranking == "score":
+            order = torch.tensor([float(h["score"]) for h in hypos]).view(batch, per_source)
+            ranking = torch.sort(-order, dim=1, stable=True).indices
+        else:
+            ranking, _ = mbr_order(compact.view(batch, per_source, -1), valid.view(batch, per_source, -1))
+        return [[hypos[b * per_source + c] for c in ranking[b].tolist()] for b in range(batch)]
+
+    def _end_with_eos(self, states, ids, log_probs, inside: torch.Tensor, vocabulary: _Vocabulary):
+        """Under a length beam a canvas's last position is its </s>, as on every canvas the model was
+        trained on: written there (scored by its own log-probability), so a canvas of L positions
+        outputs at most L-1 words."""
+        rows = torch.arange(states.size(0), device=states.device)
+        last = inside.sum(1) - 1
+        eos_row = self.eos if vocabulary.ids is None else int(torch.searchsorted(vocabulary.ids, self.eos))
+        end_logits = states[rows, last].to(vocabulary.embeddings.dtype) @ vocabulary.embeddings.t() + vocabulary.bias
+        ids, log_probs = ids.clone(), log_probs.clone()
+        ids[rows, last] = eos_row
+        log_probs[rows, last] = end_logits.float().log_softmax(-1)[:, eos_row]
+        return ids, log_probs
 
     def _compact(self, tokens: torch.Tensor, scores: torch.Tensor, inside: torch.Tensor):
         """Output tokens up to the first </s> of the row's canvas, without padding/bos, moved to the
@@ -294,13 +377,15 @@ class DiffuSeqGenerator:
         end_scores = scores.gather(1, end.unsqueeze(1))
         return tokens.gather(1, order), keep.gather(1, order), scores.gather(1, order), end_scores
 
-    def _hypothesis(self, tokens, valid, scores, end_score, steps: int):
+    def _hypothesis(self, tokens, valid, scores, end_score, steps: int, length_score: float = 0.0):
+        """A fairseq hypothesis; its score is the words' mean log-probability (with </s>), plus the
+        log-probability of its canvas length under a length beam."""
         n = int(valid.sum())
         eos = tokens.new_tensor([self.eos])
         positional = torch.cat([scores[:n], end_score])
         return {
             "tokens": torch.cat([tokens[:n], eos]),
-            "score": positional.mean(),
+            "score": positional.mean() + length_score if length_score else positional.mean(),
             "positional_scores": positional,
             "alignment": None,
             "steps": steps,

@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .diffusion import GaussianDiffusion
+from .length import LengthPredictor
 from .network_config import TARGET_POSITIONS, NetworkConfig
 from .step_sampler import LossSecondMomentSampler
 from .transformer_stack import EncoderStack, KeyValue
@@ -130,6 +131,8 @@ class DiffuSeqNetwork(nn.Module):
         # fails on integer tensors; the sampler rounds them.
         self.register_buffer("timestep_loss_history", torch.zeros(cfg.num_timesteps, IMPORTANCE_HISTORY))
         self.register_buffer("timestep_loss_count", torch.zeros(cfg.num_timesteps))
+        # Built last, so that a model without it draws the same initial weights as before it existed.
+        self.length_head = LengthPredictor(hidden, cfg.max_length_offset) if cfg.length_predictor else None
 
     def importance_sampler(self, uniform_prob: float, bins: int = 0) -> LossSecondMomentSampler:
         return LossSecondMomentSampler(self.timestep_loss_history, self.timestep_loss_count, uniform_prob, bins,
@@ -172,11 +175,27 @@ class DiffuSeqNetwork(nn.Module):
         key_mask = src_tokens.ne(self.padding_idx)
         cache = hidden = None
         if self.cfg.encode_source_once:
-            positions = torch.arange(src_tokens.size(1), device=src_tokens.device).expand_as(src_tokens)
-            self_cond = embeddings if self.cfg.self_condition else None
-            states = self._input_states(embeddings, positions, None, self_cond, segment=0)
-            hidden, cache = self.encoder(states, key_mask)
+            hidden, cache = self._encode_alone(embeddings, key_mask)
         return SourceContext(embeddings, key_mask, src_lengths, cache, hidden)
+
+    def _encode_alone(self, embeddings: torch.Tensor, key_mask: torch.Tensor):
+        """(last-layer states, per-layer keys/values) of the source run through the stack on its own,
+        without a step embedding."""
+        positions = torch.arange(embeddings.size(1), device=embeddings.device).expand(embeddings.shape[:2])
+        self_cond = embeddings if self.cfg.self_condition else None
+        states = self._input_states(embeddings, positions, None, self_cond, segment=0)
+        return self.encoder(states, key_mask)
+
+    def length_logits(self, source: SourceContext) -> torch.Tensor:
+        """The length predictor's logits [B, classes] for ``source``: from the states --encode-source-once
+        already holds, else from one pass over the source alone (the joint pass mixes in the noisy
+        canvas and the step, and the length must be known before there is a canvas)."""
+        if self.length_head is None:
+            raise ValueError("this model has no length predictor (train it with --length-predictor)")
+        hidden = source.hidden
+        if hidden is None:
+            hidden, _ = self._encode_alone(source.embeddings.to(self.embed_tokens.weight.dtype), source.key_mask)
+        return self.length_head(hidden, source.key_mask)
 
     def denoise(self, x_t: torch.Tensor, t: torch.Tensor, source: SourceContext, self_cond=None, with_source=False,
                 revealed: Optional[torch.Tensor] = None, target_mask: Optional[torch.Tensor] = None):
@@ -350,11 +369,16 @@ class DiffuSeqNetwork(nn.Module):
     ) -> Dict[str, torch.Tensor]:
         """Per-sentence loss terms (see :meth:`loss_terms`) of a target canvas ([B, Lt], padded) at
         steps t: the corruption (with ``noise``'s draws if given), the denoiser, the terms, all within
-        each row's own canvas where ``target_mask`` ([B, Lt] bool) marks it."""
+        each row's own canvas where ``target_mask`` ([B, Lt] bool) marks it. With the length predictor,
+        also ``length_nll``, the cross-entropy of each target's length (its words before padding)."""
         corruption = self.corrupt(src_tokens, src_lengths, target, t, noise, target_mask)
         predictions = self.predict(corruption, t, self_condition_prob, None if noise is None else noise.self_condition)
-        return self.loss_terms(corruption, predictions, src_tokens, target, t, loss_positions, rounding_term,
-                               label_smoothing)
+        terms = self.loss_terms(corruption, predictions, src_tokens, target, t, loss_positions, rounding_term,
+                                label_smoothing)
+        if self.length_head is not None:
+            logits = self.length_logits(corruption.source)
+            terms["length_nll"] = self.length_head.nll(logits, src_lengths, target.ne(self.padding_idx).sum(1))
+        return terms
 
 
     def seeded_draws(self, seeds: Sequence[int], sampler, src_lengths: torch.Tensor, canvas_lengths: torch.Tensor,

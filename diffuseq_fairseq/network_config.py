@@ -74,6 +74,18 @@ class NetworkConfig:
                                "0 = off"}
     )
 
+    length_predictor: bool = field(
+        default=False, metadata={"help": "predict the target length from the encoded source (a classifier over "
+                                 "offsets |y|-|x|, trained with the criterion's --length-loss-weight): training "
+                                 "canvases are then exactly the target's length, and decoding gives each candidate "
+                                 "a canvas of a predicted length (--length-beam) instead of letting the model write "
+                                 "padding, as the paper does"}
+    )
+    max_length_offset: int = field(
+        default=64, metadata={"help": "length classes of --length-predictor: offsets from -N to N (longer offsets "
+                              "are trained as the edge class)"}
+    )
+
     @classmethod
     def of(cls, cfg) -> "NetworkConfig":
         """The network fields of ``cfg`` (a fairseq model config); a field missing from it, as in

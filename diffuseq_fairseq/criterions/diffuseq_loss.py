@@ -17,6 +17,10 @@ A sentence's loss does not depend on its batch (issue #31): each row sees exactl
 and validation draws t and every noise from a generator seeded by the sentence id, so that the
 validation loss, by which fairseq picks checkpoint_best.pt, is a property of the model and the data
 whatever --max-tokens or --batch-size. Training draws stay random.
+
+A model with ``--length-predictor`` is trained on canvases of exactly its targets' lengths (no
+padding to write), and its length term ``length_nll`` is added with ``--length-loss-weight``, outside
+the importance weighting and the importance sampler's history: it does not depend on the step t.
 """
 from dataclasses import dataclass, field
 
@@ -31,6 +35,8 @@ from ..network import LOSS_POSITIONS
 from ..step_sampler import TIMESTEP_SAMPLERS, UniformSampler
 
 TERMS = ("mse", "rounding_nll", "tT", "anchor_nll")
+# fairseq's NAT models weigh their length loss by 0.1 (--length-loss-factor).
+LENGTH_LOSS_WEIGHT = 0.1
 VALIDATION_SEED = 20_231_031  # validation's draws for sentence i come from a generator seeded VALIDATION_SEED + i
 
 
@@ -62,15 +68,21 @@ class DiffuSeqLossConfig(FairseqDataclass):
     self_condition_prob: float = field(
         default=0.5, metadata={"help": "share of training steps fed a previous x0 estimate (with --self-condition)"}
     )
+    length_loss_weight: float = field(
+        default=LENGTH_LOSS_WEIGHT, metadata={"help": "weight of the length predictor's cross-entropy (logged as "
+                                              "length_nll) for a model with --length-predictor"}
+    )
 
 
 @register_criterion("diffuseq_loss", dataclass=DiffuSeqLossConfig)
 class DiffuSeqLoss(FairseqCriterion):
     def __init__(self, task, timestep_sampler, uniform_prob, timestep_sampler_bins, loss_positions, anchor_loss_weight,
-                 label_smoothing, rounding_loss_weight, self_condition_prob):
+                 label_smoothing, rounding_loss_weight, self_condition_prob, length_loss_weight=LENGTH_LOSS_WEIGHT):
         super().__init__(task)
         if not 0 <= label_smoothing < 1:
             raise ValueError(f"--label-smoothing must be in [0, 1), got {label_smoothing}")
+        if length_loss_weight < 0:
+            raise ValueError(f"--length-loss-weight must be at least 0, got {length_loss_weight}")
         self.timestep_sampler = timestep_sampler
         self.uniform_prob = uniform_prob
         self.timestep_sampler_bins = timestep_sampler_bins
@@ -79,6 +91,7 @@ class DiffuSeqLoss(FairseqCriterion):
         self.label_smoothing = label_smoothing
         self.rounding_loss_weight = rounding_loss_weight
         self.self_condition_prob = self_condition_prob
+        self.length_loss_weight = length_loss_weight
         # Set by the task: False on fairseq's placeholder batches (ignore_grad), which must not
         # enter the importance sampler's history.
         self.count_in_sampler = True
@@ -107,7 +120,10 @@ class DiffuSeqLoss(FairseqCriterion):
         src_tokens = sample["net_input"]["src_tokens"]
         src_lengths = sample["net_input"]["src_lengths"]
         target = sample["target"]
-        canvas = self.task.canvas_lengths(src_lengths, target.ne(self.padding_idx).sum(1))
+        target_lengths = target.ne(self.padding_idx).sum(1)
+        # A length predictor decides the length: its model is never asked to write padding.
+        with_length = model.network.length_head is not None
+        canvas = target_lengths if with_length else self.task.canvas_lengths(src_lengths, target_lengths)
         width = int(canvas.max())
         target = F.pad(target, (0, width - target.size(1)), value=self.padding_idx)
         target_mask = torch.arange(width, device=target.device) < canvas.to(target.device).unsqueeze(1)
@@ -127,6 +143,9 @@ class DiffuSeqLoss(FairseqCriterion):
             sampler.update(stats)
         loss = (per_sentence * weights).sum()
         logging_output = {key: terms[key].sum().data for key in TERMS}
+        if with_length:
+            loss = loss + self.length_loss_weight * terms["length_nll"].sum()
+            logging_output["length_nll"] = terms["length_nll"].sum().data
         logging_output.update(loss=loss.data, ntokens=sample["ntokens"], nsentences=batch, sample_size=batch)
         return loss, batch, logging_output
 
@@ -138,6 +157,9 @@ class DiffuSeqLoss(FairseqCriterion):
         for key in ("loss",) + TERMS:
             value = sum(log.get(key, 0) for log in logging_outputs)
             metrics.log_scalar(key, value / sample_size, sample_size, round=4)
+        if any("length_nll" in log for log in logging_outputs):  # only a model with a length predictor has it
+            value = sum(log.get("length_nll", 0) for log in logging_outputs)
+            metrics.log_scalar("length_nll", value / sample_size, sample_size, round=4)
 
     @staticmethod
     def logging_outputs_can_be_summed() -> bool:

@@ -29,7 +29,7 @@ from fairseq.tasks import register_task
 from fairseq.tasks.translation import TranslationConfig, TranslationTask
 
 from ..diffusion import ROUNDINGS
-from ..generator import DecodingOptions, DiffuSeqGenerator
+from ..generator import RANKINGS, DecodingOptions, DiffuSeqGenerator
 from ..samplers import SAMPLERS, STEP_SPACINGS
 from ..sequences import TOKEN_LAYOUTS, CanvasRule, TruncatedItems, truncate_pair_lengths
 
@@ -86,7 +86,21 @@ class DiffuSeqConfig(TranslationConfig):
         default="l2", metadata={"help": "clamp x0 to a word embedding at every step: l2 (nearest embedding, "
                                 "official), logits (embedding of argmax lm_head(x0)), none"}
     )
-    mbr_candidates: int = field(default=1, metadata={"help": "noise draws per source; MBR picks the best"})
+    mbr_candidates: int = field(
+        default=1, metadata={"help": "noise draws per source (per length under --length-beam); MBR picks the best"}
+    )
+    length_beam: Optional[int] = field(
+        default=None, metadata={"help": "decode on the L most likely target lengths of the model's length predictor "
+                                "(a model trained with --length-predictor; at least 1, at most its length classes), "
+                                "--mbr-candidates noise draws each, every candidate on a canvas of exactly its "
+                                "length; default 1 for such a model (it never learned to write padding), and an "
+                                "error for a model without a predictor"}
+    )
+    rank_candidates: ChoiceEnum(list(RANKINGS)) = field(
+        default="mbr", metadata={"help": "order of a source's candidates: mbr (each against the others, the "
+                                 "paper's) | score (the model's own: the words' mean log-probability, plus the "
+                                 "length's log-probability under --length-beam)"}
+    )
     stop_when_stable: int = field(
         default=0, metadata={"help": "finish a candidate once the words of its x0 estimate have not changed for "
                              "this many steps, and drop it from the batch (as fairseq's iterative refinement "
@@ -312,18 +326,40 @@ class DiffuSeqTask(TranslationTask):
             shown_step_floor=self.shown_step_floor(knob("shown_timestep_fraction"), total_steps),
             output_ids=self.output_ids(str(knob("output_vocab"))),
             round_output=bool(knob("round_output")),
+            length_beam=self.length_beam(network, knob("length_beam")),
+            total_length_limit=self.cfg.max_total_len,
+            ranking=str(knob("rank_candidates")),
         )
+
+    @staticmethod
+    def length_beam(network, beam: Optional[int]) -> int:
+        """--length-beam checked against the model: 0 (the canvas rule) for a model without a length
+        predictor, which may not be given one; 1 by default for a model with one."""
+        head = network.length_head
+        if head is None:
+            if beam is not None:
+                raise ValueError(f"--length-beam {beam} needs a model trained with --length-predictor; this one "
+                                 "has no length predictor (it writes padding into its canvas): leave --length-beam out")
+            return 0
+        beam = 1 if beam is None else int(beam)
+        if not 1 <= beam <= head.num_classes:
+            raise ValueError(f"--length-beam must be in [1, {head.num_classes}] (the model's length classes), "
+                             f"got {beam}")
+        return beam
 
     @staticmethod
     def _name_the_decode(args, options: DecodingOptions) -> None:
         """fairseq-generate prints ``hypos[:--nbest]`` and ends with "Generate SUBSET with beam=--beam":
-        a diffusion decode keeps --mbr-candidates hypotheses per source, which is its beam."""
-        nbest = getattr(args, "nbest", 1)
-        if nbest > options.num_candidates:
-            logger.warning("--nbest %d is more than --mbr-candidates %d: each sentence has %d hypotheses to print",
-                           nbest, options.num_candidates, options.num_candidates)
+        a diffusion decode keeps --mbr-candidates hypotheses per source (per length under --length-beam),
+        which is its beam."""
+        nbest, hypotheses = getattr(args, "nbest", 1), options.hypotheses_per_source
+        if nbest > hypotheses:
+            given = (f"--mbr-candidates {options.num_candidates}" if not options.length_beam else
+                     f"--length-beam {options.length_beam} × --mbr-candidates {options.num_candidates}")
+            logger.warning("--nbest %d is more than %s: each sentence has %d hypotheses to print", nbest, given,
+                           hypotheses)
         if hasattr(args, "beam"):
-            args.beam = options.num_candidates
+            args.beam = hypotheses
 
     def output_ids(self, choice: str) -> Optional[torch.Tensor]:
         """Ids of --output-vocab (None: every id)."""
