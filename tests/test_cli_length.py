@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from diffuseq_fairseq.experiments import decodes, recipes
 from fairseq_harness import (
     DIFFUSEQ_DECODE_FLAGS, DIFFUSEQ_GENERATE_FLAGS, DIFFUSEQ_TRAIN_FLAGS, FULL_BATCHES, REPO, create_dummy_data,
     USER_DIR, generate_main, interactive_main, parse_output, preprocess_data, train_model, validate_model,
@@ -94,3 +95,12 @@ def test_length_accuracy_script(data_bin, checkpoint, capsys):
     assert result["majority_offset"] == 0 and result["majority_exact"] == 100.0
     assert script.main(args) == 0
     assert "within ±1" in capsys.readouterr().out
+
+
+def test_the_side_by_side_decodes_the_length_recipe_on_its_length_beam():
+    """scripts/compare_levt.py --diffuseq-args/--diffuseq-decode given the cpu_length recipe's parts: every
+    DiffuSeq decode of the side by side keeps the recipe's --length-beam, each varying only its own options."""
+    recipe = recipes.get("cpu_length")
+    assert recipe.train == f"{recipes.CPU.train} --length-predictor"
+    for item in decodes.side_by_side([1, 3, 10], [5, 10, 20], list(decodes.DIVERSITY_SAMPLERS), recipe.early_stop):
+        assert decodes.options_of(item.flags(recipe.decode))["--length-beam"] == "3"
