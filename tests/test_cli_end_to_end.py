@@ -107,11 +107,11 @@ def test_train_validate_generate_interactive(data_bin, checkpoint):
         (["--sampler", "ddpm"], STEPS),
         (["--sampler", "ddim", "--ddim-eta", "0.5"], STEPS),
         (["--sampler", "dpm-solver++", "--step-spacing", "logsnr"], STEPS),
-        (["--no-rounding"], STEPS),
+        (["--rounding", "none"], STEPS),
         (["--rounding", "logits"], STEPS),
         (["--output-vocab", "target"], STEPS),
     ],
-    ids=["ddpm", "ddim-eta0.5", "dpm-solver++-logsnr", "no-rounding", "logits-rounding", "target-vocab"],
+    ids=["ddpm", "ddim-eta0.5", "dpm-solver++-logsnr", "rounding-none", "logits-rounding", "target-vocab"],
 )
 def test_samplers(data_bin, checkpoint, flags, steps):
     lines = assert_hypotheses(generate(data_bin, checkpoint, *flags))
