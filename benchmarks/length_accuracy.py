@@ -3,8 +3,9 @@
 For every pair of the split: the predictor's likeliest length (as --length-beam 1 decodes it,
 clamped to [1, --max-total-len - |x|]) against the target's length (its canvas: words, </s> and the
 token layout's specials). Prints the share predicted exactly and within ±1, the mean absolute error,
-the mean predicted and true lengths, and the baseline of one constant offset: the offset most
-frequent in the split itself (the best any constant can do there, so an optimistic baseline).
+the mean predicted and true lengths, and two constant baselines, each the best of its kind on the
+split itself (so optimistic): the split's most frequent target length, and its most frequent offset
+from the source length (a model that only adds a constant to the source length).
 
     python benchmarks/length_accuracy.py --data-bin data-bin/multi30k_de_en --source-lang de \\
         --target-lang en --path runs/compare/ckpt_diffuseq/checkpoint_last.pt --subset valid
@@ -47,13 +48,16 @@ def percent(hits: torch.Tensor) -> float:
 
 def figures(predicted: torch.Tensor, true: torch.Tensor, sources: torch.Tensor) -> dict:
     error = (predicted - true).abs()
-    offsets = (true - sources).tolist()
-    majority, _ = Counter(offsets).most_common(1)[0]
+    majority, _ = Counter((true - sources).tolist()).most_common(1)[0]
     constant_error = (sources + majority - true).abs()
+    common_length, _ = Counter(true.tolist()).most_common(1)[0]
+    common_error = (true - common_length).abs()
     return {
         "pairs": len(true), "exact": percent(error == 0), "within_1": percent(error <= 1),
         "mean_abs_error": round(float(error.float().mean()), 3),
         "mean_predicted": round(float(predicted.float().mean()), 3), "mean_true": round(float(true.float().mean()), 3),
+        "majority_length": common_length, "majority_length_exact": percent(common_error == 0),
+        "majority_length_within_1": percent(common_error <= 1),
         "majority_offset": majority, "majority_exact": percent(constant_error == 0),
         "majority_within_1": percent(constant_error <= 1),
     }
@@ -83,6 +87,8 @@ def main(argv=None) -> int:
     print(f"  within ±1      {result['within_1']:6.2f} %")
     print(f"  mean |error|   {result['mean_abs_error']:6.3f} positions")
     print(f"  mean length    predicted {result['mean_predicted']:.3f}, true {result['mean_true']:.3f}")
+    print(f"  constant length {result['majority_length']} (the split's most frequent): exact "
+          f"{result['majority_length_exact']:.2f} %, within ±1 {result['majority_length_within_1']:.2f} %")
     print(f"  constant offset {result['majority_offset']:+d} (the split's most frequent): exact "
           f"{result['majority_exact']:.2f} %, within ±1 {result['majority_within_1']:.2f} %")
     return 0

@@ -11,7 +11,9 @@ translation's or a paraphrase's length follows its source's, so the offset's dis
 and much the same for every source length, while a classifier over absolute lengths has to learn
 each length from the few sentences of that length. Offsets beyond ``±max_offset`` are trained as
 the edge class. Predicted lengths are clamped to ``[1, limit - |x|]`` (the total-length limit of
-the task): several classes can then fall on one length, whose probability is their sum.
+the task): several classes can then fall on one length, whose probability is their sum. A length
+beam of L takes the L likeliest lengths within L - 1 positions of the likeliest (see
+:func:`likeliest_lengths`).
 """
 from typing import Tuple
 
@@ -68,21 +70,25 @@ class LengthPredictor(nn.Module):
 
 def likeliest_lengths(predictor: LengthPredictor, logits: torch.Tensor, src_lengths: torch.Tensor, beam: int,
                       limit: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The ``beam`` most likely target lengths of each row, most likely first, and their log-probs
-    ([B, beam] each), every length in [1, limit - |x|]. Where fewer lengths have a probability (a
-    source near the limit, whose classes are clamped onto a few lengths), the beam goes on with the
-    allowed lengths nearest the likeliest one, at log-prob -inf; where the limit leaves fewer than
-    ``beam`` lengths at all, with the likeliest length again (its candidates differ by their noise)."""
+    """The ``beam`` likeliest target lengths of each row among those within ``beam - 1`` positions of
+    its likeliest one, most likely first, and their log-probs ([B, beam] each); every length in
+    [1, limit - |x|].
+
+    Why the window: beyond its first choices a confident predictor's ranking is noise (on the toy
+    task, after the right length came length 1 and length 71), and a far length costs a canvas of its
+    size and gives MBR nonsense to weigh; for a smooth distribution the window changes nothing.
+    Lengths without probability (a source near the limit, whose classes are clamped onto one length)
+    come after the others, nearest the likeliest first; where the limit leaves fewer than ``beam``
+    lengths, the likeliest comes again (its candidates differ by their noise)."""
     log_probs = predictor.length_log_probs(logits, src_lengths, limit)
     lengths = torch.arange(limit + 1, device=logits.device)
-    allowed = (lengths >= 1) & (lengths <= (limit - src_lengths.to(logits.device)).clamp(min=1).unsqueeze(1))
     best = log_probs.argmax(1, keepdim=True)
-    # Lengths without probability rank below every other (a float32 log-probability is above -104),
-    # nearest to the likeliest length first.
-    unreachable_key = -1e6 - (lengths - best).abs().double()
-    key = torch.where(torch.isfinite(log_probs), log_probs.double(), unreachable_key)
-    key = key.masked_fill(~allowed, float("-inf"))
-    top = key.topk(min(beam, limit + 1), dim=1)
+    distance = (lengths - best).abs()
+    upper = (limit - src_lengths.to(logits.device)).clamp(min=1).unsqueeze(1)
+    allowed = (lengths >= 1) & (lengths <= upper) & (distance < beam)
+    # A float32 log-probability is above -104: lengths without probability rank below every other.
+    key = torch.where(torch.isfinite(log_probs), log_probs.double(), -1e6 - distance.double())
+    top = key.masked_fill(~allowed, float("-inf")).topk(min(beam, limit + 1), dim=1)
     chosen = torch.where(torch.isinf(top.values), best, top.indices)
     if beam > limit + 1:
         chosen = torch.cat([chosen, best.expand(-1, beam - limit - 1)], dim=1)

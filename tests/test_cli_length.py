@@ -93,6 +93,7 @@ def test_length_accuracy_script(data_bin, checkpoint, capsys):
     assert result["pairs"] == NUM_VALID and 0 <= result["exact"] <= result["within_1"] <= 100
     # The reversed-letters task: every target is as long as its source, so the constant offset is 0.
     assert result["majority_offset"] == 0 and result["majority_exact"] == 100.0
+    assert 0 < result["majority_length_exact"] < 100 and 3 <= result["majority_length"] <= 13
     assert script.main(args) == 0
     assert "within ±1" in capsys.readouterr().out
 

@@ -92,6 +92,17 @@ def test_the_likeliest_lengths_come_first_and_stay_in_range():
     assert torch.allclose(log_probs, logits.log_softmax(-1)[:, [2, 3, 4]])
 
 
+def test_far_lengths_stay_out_of_the_beam():
+    """Only lengths within beam - 1 of the likeliest: a second mode 3 positions away is left out."""
+    predictor = LengthPredictor(hidden=4, max_offset=3)
+    logits = torch.full((1, 7), -30.0)
+    logits[0, [3, 6, 5, 2]] = torch.tensor([0.0, -1.0, -3.0, -5.0])  # offsets 0, +3, +2, -1
+    lengths, _ = likeliest_lengths(predictor, logits, torch.tensor([6]), 3, LIMIT)
+    assert lengths.tolist() == [[6, 8, 5]]
+    lengths, _ = likeliest_lengths(predictor, logits, torch.tensor([6]), 4, LIMIT)
+    assert lengths.tolist() == [[6, 9, 8, 5]]
+
+
 def test_a_source_near_the_limit_fills_its_beam_with_allowed_lengths():
     predictor = LengthPredictor(hidden=4, max_offset=3)
     logits = one_hot_logits(predictor, [6])  # offset +3: length 16, clamped to 16 - 12 = 4

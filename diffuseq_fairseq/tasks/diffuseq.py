@@ -91,7 +91,8 @@ class DiffuSeqConfig(TranslationConfig):
     )
     length_beam: Optional[int] = field(
         default=None, metadata={"help": "decode on the L most likely target lengths of the model's length predictor "
-                                "(a model trained with --length-predictor; at least 1, at most its length classes), "
+                                "within L-1 positions of the likeliest (a model trained with --length-predictor; at "
+                                "least 1, at most its length classes), "
                                 "--mbr-candidates noise draws each, every candidate on a canvas of exactly its "
                                 "length; default 1 for such a model (it never learned to write padding), and an "
                                 "error for a model without a predictor"}
