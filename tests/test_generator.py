@@ -23,12 +23,12 @@ def sample():
 
 
 def make(sampler="dpm-solver++", steps=5, candidates=3, seed=1, history=False, eta=0.0, stop=0,
-         canvas=lambda lengths: torch.full_like(lengths, 6), lowest=0, shown_floor=0, output_ids=None):
+         canvas=lambda lengths: torch.full_like(lengths, 6), lowest=0, shown_floor=0, output_ids=None, ranking="mbr"):
     return DiffuSeqGenerator(DecodingOptions(
         special_ids=(PAD, BOS, EOS), sampler=sampler, num_steps=steps, total_steps=50, step_spacing="uniform",
         eta=eta, rounding="l2", num_candidates=candidates, canvas_length=canvas, retain_history=history,
         base_seed=seed, stop_when_stable=stop, lowest_step=lowest, shown_step_floor=shown_floor,
-        output_ids=output_ids))
+        output_ids=output_ids, ranking=ranking))
 
 
 @pytest.mark.parametrize("sampler, steps, eta", [("ddpm", 50, 0.0), ("ddim", 10, 0.5), ("dpm-solver++", 5, 0.0)])
@@ -54,6 +54,16 @@ def test_candidates_are_ranked_by_mbr(network):
             padded[0, i, : len(t)] = t
         _, utility = mbr_order(padded, padded.ne(PAD))
         assert (utility[0][:-1] >= utility[0][1:] - 1e-9).all()  # returned best first
+
+
+def test_ranking_by_score_orders_the_same_candidates_by_their_mean_log_probability(network):
+    by_mbr = make(candidates=4).generate([network], sample())
+    by_score = make(candidates=4, ranking="score").generate([network], sample())
+    for mbr_sentence, score_sentence in zip(by_mbr, by_score):
+        scores = [float(h["score"]) for h in score_sentence]
+        assert scores == sorted(scores, reverse=True)
+        assert all(float(h["score"]) == pytest.approx(float(h["positional_scores"].mean())) for h in score_sentence)
+        assert sorted(h["tokens"].tolist() for h in mbr_sentence) == sorted(h["tokens"].tolist() for h in score_sentence)
 
 
 def test_same_seed_same_output_and_other_seed_differs(network):
