@@ -12,7 +12,10 @@ The reverse process, step for step (a small official v1 model, T 100): given the
 per-step noise, the plugin's generator gives the words and states of the official p_sample_loop; the
 official DDIM and DPM-Solver rules run on the plugin's network give the official ddim_sample_loop's
 and v2 DPM-Solver script's words (compare_reverse.py says where the plugin's own samplers differ).
+
+Training side by side: benchmarks/official_parity.py runs end to end on tiny settings (the toy task).
 """
+import json
 import os
 import subprocess
 import sys
@@ -167,3 +170,35 @@ def test_reverse_processes_equal_the_official_samplers_step_for_step(reverse_dum
     # The plugin's own DDIM and DPM-Solver++ are other algorithms: reported, not required equal.
     assert not rows["DDIM, 10 steps"][2] and not rows["DPM-Solver++, 8 steps"][2]
     assert "differs by design" in compare_reverse.report(dumps["v2"], [rows["DPM-Solver++, 8 steps"]])
+
+
+def test_training_side_by_side_runs_end_to_end_on_tiny_settings(official_python, tmp_path):
+    """benchmarks/official_parity.py on the toy task: the official code and both plugin runs (padded, batch-tight)
+    train with the same settings, diffuseq_base speed rows, the loss terms side by side, and every decode."""
+    from diffuseq_fairseq.dataprep import prepare
+
+    data = toy_data.write_toy_jsonl(tmp_path / "toy")
+    prepare.main(["--jsonl-dir", str(data), "--destdir", str(tmp_path / "bin"), "--workers", "1"])
+    results = tmp_path / "parity.txt"
+    run(sys.executable, REPO / "benchmarks" / "official_parity.py", "--data-bin", tmp_path / "bin", "--source-lang", "src",
+        "--target-lang", "tgt", "--out", tmp_path / "out", "--results", results, "--updates", "8", "--batch-size", "8",
+        "--layers", "2", "--hidden", "64", "--heads", "4", "--ffn", "128", "--latent", "32", "--diffusion-steps", "100",
+        "--seq-len", "64", "--base-updates", "3", "--base-batch-size", "2", "--warmup-updates", "1", "--loss-window", "4",
+        "--test-sentences", "6", "--mbr", "2", "--decode-steps", "5", "--solver-steps", "4")
+    report = results.read_text()
+    figures = json.loads((tmp_path / "out" / "official_parity.json").read_text())
+    assert set(figures["speed"]) == {f"{side}{size}" for side in ("official", "plugin_padded", "plugin_tight")
+                                     for size in ("", "_base")}
+    assert all(s["tokens_per_second"] > 0 and s["timed_updates"] == (6 if "base" not in name else 1)
+               for name, s in figures["speed"].items())
+    # Same sentences per update on both sides, so about the same real tokens per update.
+    official, padded = figures["speed"]["official"], figures["speed"]["plugin_padded"]
+    assert abs(padded["tokens_per_update"] / official["tokens_per_update"] - 1) < 0.5
+    for name in ("official", "plugin_padded"):
+        assert [set(u["terms"]) >= {"loss", "mse"} for u in figures["records"][name]["updates"]] == [True] * 8
+    decodes = figures["decodes"]
+    assert len(decodes) == 3 * 3 + 3 and all(0 <= d["bleu"] <= 1 and d["seconds"] >= 0 for d in decodes)
+    assert {d["decoder"] for d in decodes} == {"plugin (fairseq-generate)", "official (sample_seq2seq.py)",
+                                               "official (sample_seq2seq.py, eval_seq2seq.py --mbr)",
+                                               "official v2 (sample_seq2seq_dpmSolver.py)"}
+    assert "## Loss terms" in report and report.count("nll (logged)") == 2 and "ratio" in report

@@ -12,11 +12,15 @@ The official ``train.py`` runs unchanged, with one difference a CPU forces: afte
 ``TrainLoop.__init__`` the model is wrapped in DistributedDataParallel over gloo (world size 1).
 On a CPU the official loop skips DDP, and its loss then fails on ``model.model.module``.
 Writes OUT/ema_<rate>_<steps>.pt, OUT/training_args.json and OUT/vocab.json (or the tokenizer
-files under --vocab bert), as the official code does.
+files under --vocab bert), as the official code does. ``--record FILE`` also writes, per update, the
+clock at its start (``time.perf_counter``), its real tokens (the non-[PAD] ids of its batch) and
+the loss terms the official loop logged for it (``--log_interval 1``), as JSON.
 """
 import argparse
+import json
 import os
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -46,6 +50,7 @@ def parse_args(argv=None):
     parser.add_argument("--ema-rate", default="0.9999", help="the official --ema_rate (the checkpoint is ema_RATE_STEPS.pt)")
     parser.add_argument("--learned-mean-embed", action="store_true", help="v2's soft absorbing state")
     parser.add_argument("--denoise-rate", type=float, default=0.0, help="v2's discrete noise (0 = off)")
+    parser.add_argument("--record", type=Path, help="write each update's start clock, real tokens and logged losses here")
     args = parser.parse_args(argv)
     if args.vocab == "bert" and args.bert_vocab is None:
         parser.error("--vocab bert needs --bert-vocab vocab.txt (nothing can be downloaded here)")
@@ -73,6 +78,24 @@ def official_argv(args, config_dir: Path):
     return argv
 
 
+def recorded_run_step(run_step, path: Path, pad_id: int):
+    """``TrainLoop.run_step`` that records its update (see the module docstring), the file rewritten
+    after every update."""
+    from diffuseq.utils import logger
+
+    updates = []
+
+    def recorded(loop, batch, cond):
+        start = time.perf_counter()
+        run_step(loop, batch, cond)
+        logged = logger.getkvs()
+        updates.append({"start": start, "tokens": int((cond["input_ids"] != pad_id).sum()),
+                        "terms": {key: float(logged[key]) for key in ("loss", "mse", "nll") if key in logged}})
+        path.write_text(json.dumps({"updates": updates}) + "\n")
+
+    return recorded
+
+
 def main(argv=None):
     args = parse_args(argv)
     args.out = args.out.resolve()
@@ -91,6 +114,8 @@ def main(argv=None):
             self.ddp_model = DistributedDataParallel(self.model, broadcast_buffers=False)
             self.use_ddp = True
 
+    if args.record is not None:
+        CpuDDPTrainLoop.run_step = recorded_run_step(CpuDDPTrainLoop.run_step, args.record, pad_id=0 if args.vocab == "bert" else 3)
     train.TrainLoop = CpuDDPTrainLoop
     os.environ["WANDB_MODE"] = "disabled"  # train.py sets "offline" at import, which writes ./wandb
     sys.argv = official_argv(args, config_dir)

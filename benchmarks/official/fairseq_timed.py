@@ -1,0 +1,52 @@
+"""fairseq-train with every update recorded as train_tiny.py --record records the official loop's; plugin venv.
+
+    .venv/bin/python benchmarks/official/fairseq_timed.py RECORD.json DATA_BIN --user-dir diffuseq_fairseq ...
+
+Runs fairseq-train (its own ``cli_main``, the arguments after RECORD.json unchanged) with the
+diffuseq task's ``train_step`` wrapped from outside: per update, the clock at its start
+(``time.perf_counter``), its real tokens (source and target tokens of the batch, padding not
+counted: the non-[PAD] positions of the official sequence ``[CLS] x [SEP] [SEP] [CLS] y [SEP]``
+under --token-layout diffuseq) and the loss terms of the criterion's logging output, per sentence.
+"""
+import json
+import sys
+import time
+from pathlib import Path
+
+from diffuseq_fairseq.tasks.diffuseq import DiffuSeqTask
+
+TERMS = ("loss", "mse", "rounding_nll", "tT", "anchor_nll")
+
+
+def record_updates(path: Path) -> None:
+    """Wrap DiffuSeqTask.train_step so that it appends each update to ``path`` (rewritten every time)."""
+    train_step, updates = DiffuSeqTask.train_step, []
+
+    def recorded(task, sample, model, criterion, optimizer, update_num, ignore_grad=False, **kwargs):
+        start = time.perf_counter()
+        loss, sample_size, logging_output = train_step(task, sample, model, criterion, optimizer, update_num,
+                                                        ignore_grad, **kwargs)
+        if not ignore_grad:  # fairseq's placeholder batches are no update
+            pad = task.target_dictionary.pad()
+            tokens = sample["net_input"]["src_lengths"].sum() + sample["target"].ne(pad).sum()
+            terms = {key: float(logging_output[key]) / sample_size for key in TERMS if key in logging_output}
+            updates.append({"start": start, "tokens": int(tokens), "terms": terms})
+            path.write_text(json.dumps({"updates": updates}) + "\n")
+        return loss, sample_size, logging_output
+
+    DiffuSeqTask.train_step = recorded
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        raise SystemExit(__doc__)
+    record_updates(Path(argv[0]))
+    from fairseq_cli import train
+
+    sys.argv = ["fairseq-train", *argv[1:]]
+    train.cli_main()
+
+
+if __name__ == "__main__":
+    main()
