@@ -27,7 +27,7 @@ import torch
 
 from .diffusion import ROUNDINGS, discrete_absorb, likeliest_word_ids, most_likely_words, nearest_embedding_ids
 from .length import likeliest_lengths
-from .mbr import mbr_order
+from .mbr import mbr_order, pairwise_bleu
 from .samplers import Sampler, make_sampler, sampling_steps, step_pairs
 
 # Length groups within a batch: a new group starts below this share of the group's longest canvas.
@@ -349,8 +349,22 @@ class DiffuSeqGenerator:
             order = torch.tensor([float(h["score"]) for h in hypos]).view(batch, per_source)
             ranking = torch.sort(-order, dim=1, stable=True).indices
         else:
-            ranking, _ = mbr_order(compact.view(batch, per_source, -1), valid.view(batch, per_source, -1))
+            ranking = self._mbr_ranking(compact.view(batch, per_source, -1), valid.view(batch, per_source, -1),
+                                        walk.length_scores)
         return [[hypos[b * per_source + c] for c in ranking[b].tolist()] for b in range(batch)]
+
+    @staticmethod
+    def _mbr_ranking(tokens: torch.Tensor, valid: torch.Tensor, length_scores: Optional[torch.Tensor]):
+        """Candidates ([B, N, L]) best first by MBR. Under a length beam the candidates are draws for the
+        L likeliest lengths, not draws from the model's length distribution: as a pseudo-reference each
+        counts with its length's probability (renormalised over the beam), so that the utility is still
+        the expected BLEU under the model, not one inflated by its less likely lengths."""
+        if length_scores is None:
+            return mbr_order(tokens, valid)[0]
+        weights = length_scores.view(tokens.shape[:2]).to(tokens.device).double().softmax(-1)
+        off_diagonal = 1 - torch.eye(tokens.size(1), dtype=torch.float64, device=tokens.device)
+        utility = (pairwise_bleu(tokens, valid) * off_diagonal * weights.unsqueeze(1)).sum(-1)
+        return torch.sort(-utility, dim=-1, stable=True).indices
 
     def _end_with_eos(self, states, ids, log_probs, inside: torch.Tensor, vocabulary: _Vocabulary):
         """Under a length beam a canvas's last position is its </s>, as on every canvas the model was

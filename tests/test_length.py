@@ -234,6 +234,15 @@ def test_the_score_adds_the_lengths_log_probability_and_ranks_by_it_when_asked()
             assert float(h["score"]) == pytest.approx(words + float(log_probs[b, h["steps"].length]), rel=1e-5)
 
 
+def test_mbr_weighs_each_candidate_as_a_reference_by_its_lengths_probability():
+    """Two draws agreeing exactly on an unlikely length no longer outvote two close draws of the likely one."""
+    tokens = torch.tensor([[[3, 4, 5, 6, 7], [3, 4, 5, 6, 8], [9, 10, 11, PAD, PAD], [9, 10, 11, PAD, PAD]]])
+    valid = tokens.ne(PAD)
+    assert DiffuSeqGenerator._mbr_ranking(tokens, valid, None)[0, 0] in (2, 3)  # plain MBR: the agreeing pair
+    length_scores = torch.tensor([0.9, 0.9, 0.1, 0.1]).log()
+    assert DiffuSeqGenerator._mbr_ranking(tokens, valid, length_scores)[0].tolist()[:2] in ([0, 1], [1, 0])
+
+
 @pytest.mark.parametrize("sampler, stop", [("dpm-solver++", 0), ("ddim", 1)])
 def test_a_sentence_decodes_the_same_alone_and_in_a_batch(sampler, stop):
     net = network()
