@@ -29,11 +29,12 @@ def sample(ids=(3, 7)):
     return {"id": torch.tensor(ids), "net_input": {"src_tokens": src, "src_lengths": torch.tensor([4, 3])[: len(ids)]}}
 
 
-def make(beam=2, candidates=2, steps=4, sampler="dpm-solver++", stop=0, ranking="mbr", history=False, limit=LIMIT):
+def make(beam=2, candidates=2, steps=4, sampler="dpm-solver++", stop=0, ranking="mbr", history=False, limit=LIMIT,
+         output_ids=None):
     return DiffuSeqGenerator(DecodingOptions(
         special_ids=(PAD, BOS, EOS), num_steps=steps, total_steps=50, canvas_length=lambda n: n + 2, sampler=sampler,
         num_candidates=candidates, length_beam=beam, total_length_limit=limit, stop_when_stable=stop, ranking=ranking,
-        retain_history=history, base_seed=5))
+        retain_history=history, base_seed=5, output_ids=output_ids))
 
 
 def one_hot_logits(predictor, classes):
@@ -220,6 +221,14 @@ def test_each_candidate_decodes_on_a_canvas_of_exactly_its_predicted_length(monk
             assert h["tokens"][-1] == EOS and len(h["tokens"]) - 1 <= h["steps"].length - 1
             assert not (h["tokens"][:-1] == EOS).any() and not (h["tokens"][:-1] == PAD).any()
     assert "{}".format(hypos[0][0]["steps"]) == f"4 length={hypos[0][0]['steps'].length}"
+
+
+def test_an_output_vocabulary_keeps_the_end_of_each_canvas():
+    allowed = torch.tensor([BOS, PAD, EOS, 3, 8, 13])
+    for sentence in make(beam=3, output_ids=allowed).generate([network()], sample()):
+        for h in sentence:
+            assert h["tokens"][-1] == EOS and set(h["tokens"].tolist()) <= {EOS, 3, 8, 13}
+            assert len(h["tokens"]) <= h["steps"].length
 
 
 def test_the_score_adds_the_lengths_log_probability_and_ranks_by_it_when_asked():
