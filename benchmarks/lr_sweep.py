@@ -6,9 +6,15 @@ long a round takes, not what it learns, so rounds run at different times stay co
 update counts the side by side's wall-clock budget reaches. Validation BLEU (every 200 updates and at
 the end, the side by side's validation flags) decides; the test set is never decoded.
 
+With ``--valid-refs`` (a multi-reference task, e.g. the caption paraphrases), each trained model also
+decodes the validation split with its recipe's decoding (DiffuSeq: one candidate) and is scored against
+every reference; that score decides, since fairseq's single-reference corpus BLEU of a paraphrase is
+dominated by its brevity penalty. A rerun with the same --out only scores what is not scored yet.
+
     python benchmarks/lr_sweep.py --data-bin data-bin/captions --source-lang src --target-lang tgt \\
         --diffuseq-lrs 1e-3,1.5e-3,2.5e-3 --levt-lrs 7e-4,1e-3,1.5e-3 \\
-        --diffuseq-updates 2300 --levt-updates 2700 --out runs/lr_sweep_captions
+        --diffuseq-updates 2300 --levt-updates 2700 --diffuseq-task "--task diffuseq" \\
+        --valid-refs data-bin/captions/refs/valid.ref{1,2,3,4} --out runs/lr_sweep_captions
 """
 import argparse
 import itertools
@@ -17,7 +23,8 @@ from pathlib import Path
 
 from diffuseq_fairseq.experiments.recipes import CPU, LEVT_CPU
 from diffuseq_fairseq.experiments.report import write_json
-from diffuseq_fairseq.experiments.runner import progress, train_all
+from diffuseq_fairseq.experiments.runner import generate, progress, train_all
+from diffuseq_fairseq.experiments.scoring import multi_reference_of
 
 
 def parse_args(argv=None):
@@ -32,6 +39,9 @@ def parse_args(argv=None):
     parser.add_argument("--diffuseq-task", default=CPU.task, help="task options (e.g. the canvas rule)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1, help="OMP threads per training")
+    parser.add_argument("--valid-refs", nargs="+", metavar="REF",
+                        help="reference files of the valid split (line k = valid id k): score each model's "
+                        "decode of the valid split against all of them")
     parser.add_argument("--out", required=True)
     return parser.parse_args(argv)
 
@@ -56,6 +66,16 @@ def summary_row(name, trained):
             "best_valid_bleu": best.get("bleu"), "best_at_updates": best.get("updates")}
 
 
+def valid_multi_reference(name: str, checkpoint: str, args, out: Path) -> dict:
+    """BLEU, ROUGE-L and sacreBLEU (fractions) of the model's decode of the valid split against every reference."""
+    langs = f"--source-lang {args.source_lang} --target-lang {args.target_lang}"
+    decoding = (f"{args.diffuseq_task} {CPU.decode}" if name.startswith("diffuseq") else LEVT_CPU.decoding_args())
+    gen_file, _ = generate(name, Path(args.data_bin), checkpoint, f"{decoding} {langs}", out, args.threads, "valid",
+                           subset="valid")
+    scores = multi_reference_of(gen_file, args.valid_refs)["all"]
+    return {key: scores[key] for key in ("bleu", "rouge_l", "sacrebleu", "avg_len")}
+
+
 def main(argv=None):
     args = parse_args(argv)
     out = Path(args.out)
@@ -71,11 +91,20 @@ def main(argv=None):
             results[name] = summary_row(name, trained[name])
             results[name]["valid_curve"] = trained[name]["valid_curve"]
         write_json(results_path, results)
-    print(f"{'run':<22} {'updates':>7} {'minutes':>7} {'final valid BLEU':>16} {'best (at updates)':>18}")
+    for name, row in results.items():
+        if args.valid_refs and "valid_multi_reference" not in row:
+            progress(f"{name}: decoding the valid split, scored against {len(args.valid_refs)} references")
+            row["valid_multi_reference"] = valid_multi_reference(name, str(out / f"ckpt_{name}" / "checkpoint_last.pt"),
+                                                                 args, out)
+            write_json(results_path, results)
+    print(f"{'run':<22} {'updates':>7} {'minutes':>7} {'final valid BLEU':>16} {'best (at updates)':>18}"
+          f"{'  multi-ref BLEU / ROUGE-L / len' if args.valid_refs else ''}")
     for row in results.values():
         best = f"{row['best_valid_bleu']:.2f} ({row['best_at_updates']})" if row["best_valid_bleu"] is not None else "-"
         final = f"{row['final_valid_bleu']:.2f}" if row["final_valid_bleu"] is not None else "-"
-        print(f"{row['run']:<22} {row['updates']:>7} {row['minutes']:>7.1f} {final:>16} {best:>18}")
+        multi = row.get("valid_multi_reference")
+        multi = f"  {100 * multi['bleu']:.2f} / {100 * multi['rouge_l']:.2f} / {multi['avg_len']:.1f}" if multi else ""
+        print(f"{row['run']:<22} {row['updates']:>7} {row['minutes']:>7.1f} {final:>16} {best:>18}{multi}")
     progress(f"wrote {results_path}")
 
 

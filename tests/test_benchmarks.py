@@ -157,11 +157,17 @@ def test_samplers_and_lr_sweep_on_tiny_models(tiny):
                 "--diffuseq", tiny["diffuseq"], "--levt", levt, "--out", root / "samplers"])
     assert "vs DDPM full T" in proc.stdout and "decoding speed DiffuSeq" in proc.stdout
     assert set(json.loads((root / "samplers" / "samplers.json").read_text())) >= {"ddpm full T (paper)", "levt"}
+    references = [root / "raw" / "valid.out", root / "raw" / "valid.in"]  # the target, and a wrong one
     proc = run([BENCHMARKS / "lr_sweep.py", "--data-bin", data_bin, "--source-lang", "in", "--target-lang", "out",
                 "--diffuseq-lrs", "1e-3", "--levt-lrs", "1e-3", "--diffuseq-updates", "3", "--levt-updates", "3",
-                "--out", root / "sweep"])
+                "--valid-refs", *references, "--out", root / "sweep"])
     sweep = json.loads((root / "sweep" / "sweep.json").read_text())
     assert {row["updates"] for row in sweep.values()} == {3} and "final valid BLEU" in proc.stdout
+    for name, row in sweep.items():  # every model decoded the whole valid split, scored against both files
+        decoded = (root / "sweep" / f"gen_{name}_valid.txt").read_text()
+        assert decoded.count("\nH-") + decoded.startswith("H-") == NUM_VALID
+        assert 0 <= row["valid_multi_reference"]["bleu"] <= 1
+    assert "multi-ref BLEU" in proc.stdout
 
 
 @pytest.mark.slow
