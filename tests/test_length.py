@@ -9,7 +9,8 @@ from diffuseq_fairseq.criterions.diffuseq_loss import DiffuSeqLoss
 from diffuseq_fairseq.generator import DecodingOptions, DiffuSeqGenerator, StepsAndLength
 from diffuseq_fairseq.length import LengthPredictor, likeliest_lengths
 from diffuseq_fairseq.models.diffuseq import DiffuSeqModel
-from diffuseq_fairseq.network import DiffuSeqNetwork, NetworkConfig, TrainingNoise
+from diffuseq_fairseq.network import DiffuSeqNetwork, NetworkConfig
+from diffuseq_fairseq.network_records import TrainingNoise
 from diffuseq_fairseq.tasks.diffuseq import DiffuSeqConfig, DiffuSeqTask
 
 PAD, BOS, EOS, VOCAB = 1, 0, 2, 20

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from diffuseq_fairseq.network import DiffuSeqNetwork, NetworkConfig, TrainingNoise
+from diffuseq_fairseq.network import DiffuSeqNetwork, NetworkConfig
+from diffuseq_fairseq.network_records import TrainingNoise
 from diffuseq_fairseq.step_sampler import UniformSampler
 
 SMALL = dict(encoder_layers=1, encoder_embed_dim=32, encoder_attention_heads=2, encoder_ffn_embed_dim=64,
