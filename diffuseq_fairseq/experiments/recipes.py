@@ -4,7 +4,7 @@ A recipe is fairseq command-line text in parts: task options (given to training 
 every decode), training options (model, criterion, optimiser), validation during training, a
 default budget, and decoding options. fairseq keeps the last value of an option given twice, so a
 caller appends its own options after a recipe's to override them. Why each option is there and what
-it gained is measured in ``docs/RESULTS.md``; the comments below only say why.
+it gained is measured in ``docs/RESULTS.md#what-each-recipe-option-gained``; the comments below only say why.
 
     python -m diffuseq_fairseq.experiments.recipes --list
     python -m diffuseq_fairseq.experiments.recipes cpu --train    # one fairseq-train argument per line
@@ -59,7 +59,7 @@ def validation_bleu(every_updates: int, eval_bleu_args: str) -> str:
 
 # The options that won the toy-task ablation (benchmarks/ablation.py): the anchor loss, embedding normalisation,
 # the source encoded once, target positions restarted at 0. The rounding term is exactly 0 under --embed-norm,
-# so it is not computed (docs/RESULTS.md: ablation).
+# so it is not computed (docs/RESULTS.md#toy-task-ablation).
 SHIPPED_OPTIONS = "--anchor-loss-weight 1 --rounding-loss-weight 0 --embed-norm --encode-source-once --target-positions restart"
 
 PAPER = Recipe(
@@ -83,24 +83,25 @@ CPU = Recipe(
     summary="diffuseq_tiny for a 35-minute CPU budget (the recipe of the Multi30k side by side)",
     model="diffuseq",
     # 1.2|x|+4 holds Multi30k's targets with fewer positions than the default 1.5|x|+5, which is sized for any
-    # language pair; the canvas rule is read back from the checkpoint too (docs/RESULTS.md: canvas).
+    # language pair; the canvas rule is read back from the checkpoint too (docs/RESULTS.md#training-step-cost).
     task="--task diffuseq --canvas-len-a 1.2 --canvas-len-b 4",
-    # Small batches (about 70 pairs) give many updates in a short wall-clock budget, and a budget of about 1,200
-    # updates favours the larger learning rate (docs/RESULTS.md: learning rate). --min-timestep-fraction 0.8: below
-    # 0.7·T the noisy target still rounds back to most of its words, so training there teaches little
-    # (docs/RESULTS.md: noise-scale clipping). --label-smoothing 0.1 on the anchor CE, as LevT's recipe smooths its
-    # own. Not in it: --self-condition and --glance-rate 0.3, which did not pay at this budget (docs/RESULTS.md).
+    # Small batches (--max-tokens 1024) give many updates in a short wall-clock budget, and a budget of so few
+    # updates favours the larger learning rate (docs/RESULTS.md#learning-rate). --min-timestep-fraction 0.8: on the
+    # low steps the noisy target still rounds back to most of its words, so training there teaches little
+    # (docs/RESULTS.md#noise-scale-clipping). --label-smoothing 0.1 on the anchor CE, as LevT's recipe smooths its
+    # own. Not in it: --self-condition and --glance-rate 0.3, which did not pay at this budget
+    # (docs/RESULTS.md#self-conditioning, docs/RESULTS.md#giving-the-denoiser-words).
     train="--arch diffuseq_tiny --criterion diffuseq_loss --optimizer adam --adam-betas (0.9,0.98) "
     "--lr 1.5e-3 --lr-scheduler inverse_sqrt --warmup-updates 300 --max-tokens 1024 --dropout 0.1 "
     f"--attention-dropout 0.0 {SHIPPED_OPTIONS} --min-timestep-fraction 0.8 --label-smoothing 0.1",
     validate=validation_bleu(200, '{"sampler": "dpm-solver++", "diffusion_steps": 10}'),
-    # About the updates the 35-minute side by side reaches on that machine (docs/RESULTS.md).
+    # About the updates the 35-minute side by side reaches on that machine (docs/RESULTS.md#recipe-against-tuned-levt).
     budget="--max-update 2300",
     # Shown steps floored at 0.95·T (DINOISER's condition-enhanced inference) and no rounding between steps
-    # (docs/RESULTS.md: condition-enhanced decoding; output vocabulary and rounding).
+    # (docs/RESULTS.md#shown-timestep-fraction, docs/RESULTS.md#output-vocabulary-and-rounding).
     decode="--sampler dpm-solver++ --diffusion-steps 20 --shown-timestep-fraction 0.95 --rounding none",
     # LevT's rule: a candidate finishes once a step leaves its words unchanged. With the paper's rounding, since
-    # unrounded words settle too early (docs/RESULTS.md: output vocabulary and rounding).
+    # unrounded words settle too early (docs/RESULTS.md#output-vocabulary-and-rounding).
     early_stop="--stop-when-stable 1 --rounding l2",
 )
 
@@ -120,7 +121,7 @@ CPU_LENGTH = Recipe(
 )
 
 # fairseq's Levenshtein Transformer, tuned as far as DiffuSeq at the CPU budget: --lr 1e-3 rather than fairseq's
-# 5e-4; at 1.5e-3 a seed collapsed (docs/RESULTS.md: learning rate).
+# 5e-4; at 1.5e-3 a seed collapsed (docs/RESULTS.md#tuning-levt).
 LEVT_CPU = Recipe(
     name="levt_cpu",
     summary="fairseq's levenshtein_transformer at 2+2 layers, d=256, tuned for the CPU budget",
@@ -141,9 +142,9 @@ LEVT_CPU = Recipe(
 # One GPU, derived rather than measured as a whole. Measured: diffuseq_base trains through fairseq-train with
 # --fp16 at a batch of 16,384 tokens without NaN, while --bf16 means TPU in fairseq 0.12; the CPU recipe's options
 # at a GPU batch, where the tiny model's validation BLEU levelled off within minutes, so the paper's model is
-# used; MBR 10 costs far less over |S|=1 on a GPU than on a CPU, so the recipe decodes with it (docs/RESULTS.md:
-# GPU). Not measured: this recipe to its end, its learning rate (the paper's, for the paper's model), and
-# --min-timestep-fraction on a GPU.
+# used; MBR 10 costs far less over |S|=1 on a GPU than on a CPU, so the recipe decodes with it
+# (docs/RESULTS.md#gpu). Not measured: this recipe to its end, its learning rate (the paper's, for the paper's
+# model), and --min-timestep-fraction on a GPU.
 # --ema-fp32: an fp16 EMA at decay 0.9999 would not move (its steps fall below fp16's resolution).
 GPU = Recipe(
     name="gpu",
@@ -165,7 +166,8 @@ GPU = Recipe(
 )
 
 # The quickstart's model: diffuseq_tiny's preset resized to 3 layers, d=128, latent 64 (not diffuseq_tiny's
-# 4 layers, d=256), so that the embedded toy task learns in minutes on one CPU thread (docs/RESULTS.md: quickstart).
+# 4 layers, d=256), so that the embedded toy task learns in minutes on one CPU thread
+# (docs/RESULTS.md#quickstart-toy-task).
 TOY_3X128_PAPER_LOSS = Recipe(
     name="toy_3x128_paper_loss",
     summary="the quickstart's 3-layer d=128 model and optimiser with the paper's objective (the ablation's base)",
