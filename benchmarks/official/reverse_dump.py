@@ -3,7 +3,7 @@
     .official-venv/bin/python benchmarks/official/reverse_dump.py --version v1 \\
         --checkpoint runs/official_v1/ema_0.9999_000006.pt --out runs/official_v1/reverse_v1.pt
 
-Loads the official model as ``sample_seq2seq.py`` does (dump_tensors.load_official) and the first
+Loads the official model as ``sample_seq2seq.py`` does (official_batch.load_batch) and the first
 ``--examples`` pairs of the run's test split through the official data pipeline. The start state is
 the official one, ``x_T = where(mask == 0, Emb(ids), ε)``, with ε drawn here from ``--seed``;
 ``compare_reverse.py`` (plugin venv) gives the plugin the same draws.
@@ -31,21 +31,17 @@ from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dump_tensors import first_batch, load_official, official_tokens  # noqa: E402
-from official_setup import ModuleHolder, use_official  # noqa: E402
+from official_batch import add_batch_options, dump_header, load_batch  # noqa: E402
+from official_setup import ModuleHolder  # noqa: E402
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", choices=("v1", "v2"), default="v1",
                         help="v1: DDPM and DDIM of the paper's code; v2: DiffuSeq-v2's DPM-Solver")
-    parser.add_argument("--checkpoint", required=True, type=Path)
-    parser.add_argument("--data-dir", type=Path, help="jsonl folder (default: the run's data_dir)")
-    parser.add_argument("--examples", type=int, default=6)
-    parser.add_argument("--seed", type=int, default=11)
+    add_batch_options(parser, seed=11)
     parser.add_argument("--ddim-steps", type=int, default=10, help="v1: the official --step S < T (DDIM path)")
     parser.add_argument("--solver-steps", type=int, default=10, help="v2: DPM-Solver steps")
-    parser.add_argument("--out", required=True, type=Path)
     return parser.parse_args(argv)
 
 
@@ -121,30 +117,25 @@ def v2_solver(model, diffusion, x_start, x_noised, mask3, solver_steps: int) -> 
 
 def main(argv=None):
     args = parse_args(argv)
-    args.checkpoint, args.out = args.checkpoint.resolve(), args.out.resolve()
-    data_dir = args.data_dir.resolve() if args.data_dir else None
-    use_official(args.version)
+    batch = load_batch(args, args.version)
     import numpy
     import torch
 
-    model, diffusion, run, tokenizer = load_official(args.checkpoint, data_dir)
-    _, ids, mask = first_batch(run, tokenizer, model, args.examples)
+    model, diffusion, ids = batch.model, batch.diffusion, batch.ids
     generator = torch.Generator().manual_seed(args.seed)
     steps = diffusion.num_timesteps
     with torch.no_grad():
         x_start = model.get_embeds(ids)
         start_noise = torch.randn(x_start.shape, generator=generator)
         step_noise = torch.randn((steps, *x_start.shape), generator=generator)
-        mask3 = torch.broadcast_to(mask.unsqueeze(-1), x_start.shape)
+        mask3 = torch.broadcast_to(batch.mask.unsqueeze(-1), x_start.shape)
         x_noised = torch.where(mask3 == 0, x_start, start_noise)
         if args.version == "v1":
-            samplers = v1_samplers(model, diffusion, run, x_start, x_noised, mask3, step_noise, args.ddim_steps)
+            samplers = v1_samplers(model, diffusion, batch.run, x_start, x_noised, mask3, step_noise, args.ddim_steps)
         else:
             samplers = v2_solver(model, diffusion, x_start, x_noised, mask3, args.solver_steps)
     dump = {
-        "version": args.version, "checkpoint": str(args.checkpoint), "bert_vocab": run.vocab == "bert",
-        "tokens": official_tokens(tokenizer, tokenizer.vocab_size), "input_ids": ids, "input_mask": mask,
-        "alphas_cumprod": torch.from_numpy(numpy.asarray(diffusion.alphas_cumprod, dtype=numpy.float64)),
+        **dump_header(args, batch),
         "betas": torch.from_numpy(numpy.asarray(diffusion.betas, dtype=numpy.float64)),
         "start_noise": start_noise, "step_noise": step_noise if args.version == "v1" else None,
         "samplers": samplers,
