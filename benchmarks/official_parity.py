@@ -12,14 +12,18 @@ Same data, model, batch, learning rate, T, schedule, seed and number of updates 
   the sqrt schedule, the loss-aware step sampler, the official loss (mse + decoder_nll + tT over all
   positions), Adam(W) with linear decay to 0 and no warm-up, dropout 0.1, EMA; seq_len 128;
 * runs, one after the other with --threads threads each: the official code (train_tiny.py, official
-  venv; it pads every pair to seq_len), the plugin padded to seq_len too (--canvas-len-a 0
-  --canvas-len-b 128 --token-layout diffuseq --loss-positions all), and the plugin with its
-  batch-tight default canvas; then the same three at the paper's diffuseq_base size for speed only.
+  venv; it pads every pair to seq_len), the official code again with other seeds (--noise-seeds: its
+  own run-to-run noise, the yardstick of every difference), the plugin padded to seq_len too
+  (--canvas-len-a 0 --canvas-len-b 128 --token-layout diffuseq --loss-positions all), and the plugin
+  with its batch-tight default canvas; then the same three at the paper's diffuseq_base size for
+  speed only.
 
 Reported, measured in this one run (see parity_measures.py for the clocks): seconds per update and
 real tokens per second (padding not counted) with their ratios to the official code; the loss terms
-of the official run and the padded plugin run side by side (mean ± standard error per window of
-updates; the batch-tight run's terms average over its shorter canvas, a different definition);
+of every run side by side (per sentence, unweighted, and the importance-weighted training loss; mean
+± standard error per window of updates; a difference between the official and plugin runs means
+something only where it exceeds the spread between the official seeds; the batch-tight run's terms
+average over its shorter canvas, a different definition);
 the paper's BLEU (diffuseq-eval) on the first --test-sentences test pairs, every trained model decoded
 the same way by the plugin's decoder (DDIM, --decode-steps, rounding, |S| = 1 and MBR --mbr), the
 official model also by the official decoder (its --step path, one seed per candidate, its MBR
@@ -69,6 +73,8 @@ def parse_args(argv=None):
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--ema-rate", default="0.99")
     parser.add_argument("--seed", type=int, default=102)
+    parser.add_argument("--noise-seeds", type=int, default=1, help="train the official code again with seeds SEED+1.. "
+                        "SEED+N: its run-to-run noise, the yardstick of the loss and speed differences")
     parser.add_argument("--diffusion-steps", type=int, default=2000)
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--layers", type=int, default=4)
@@ -135,11 +141,11 @@ def sizes(args, base: bool) -> dict:
     return {**(PAPER_BASE if base else model), "latent": args.latent}
 
 
-def train_official(args, data: dict, name: str, model: dict, updates: int, batch: int) -> dict:
+def train_official(args, data: dict, name: str, model: dict, updates: int, batch: int, seed: int) -> dict:
     out = args.out / name
     run([OFFICIAL_PYTHON, HERE / "train_tiny.py", "--version", "v1", "--data-dir", data["official"],
          "--vocab", data["vocab"], "--out", out, "--steps", updates, "--seq-len", args.seq_len,
-         "--diffusion-steps", args.diffusion_steps, "--batch-size", batch, "--lr", args.lr, "--seed", args.seed,
+         "--diffusion-steps", args.diffusion_steps, "--batch-size", batch, "--lr", args.lr, "--seed", seed,
          "--ema-rate", args.ema_rate, "--layers", model["layers"], "--hidden", model["hidden"], "--heads", model["heads"],
          "--ffn", model["ffn"], "--latent", model["latent"], "--record", out / "record.json"],
         args.out / "logs" / f"train_{name}.log", args.threads)
@@ -184,14 +190,17 @@ def reused_run(args, name: str, updates: int) -> dict:
 
 
 def train_all(args, data: dict) -> dict:
-    """The three main runs and, with --base-updates, the three diffuseq_base speed runs."""
+    """The three main runs, the official code again with other seeds (--noise-seeds) and, with
+    --base-updates, the three diffuseq_base speed runs."""
     runs, model = {}, sizes(args, base=False)
-    plan = [("official", False, args.updates, args.batch_size), ("plugin_padded", False, args.updates, args.batch_size),
-            ("plugin_tight", False, args.updates, args.batch_size)]
+    main = (False, args.updates, args.batch_size)
+    plan = [("official", *main, args.seed)]
+    plan += [(f"official_seed{args.seed + k}", *main, args.seed + k) for k in range(1, args.noise_seeds + 1)]
+    plan += [("plugin_padded", *main, args.seed), ("plugin_tight", *main, args.seed)]
     if args.base_updates:
-        plan += [(f"{name}_base", True, args.base_updates, args.base_batch_size)
+        plan += [(f"{name}_base", True, args.base_updates, args.base_batch_size, args.seed)
                  for name in ("official", "plugin_padded", "plugin_tight")]
-    for name, base, updates, batch in plan:
+    for name, base, updates, batch, seed in plan:
         shape = sizes(args, base) if base else model
         if args.reuse_training and (args.out / name / "record.json").exists():
             progress(f"{name}: reusing the run in {args.out / name}", "parity")
@@ -199,7 +208,7 @@ def train_all(args, data: dict) -> dict:
             continue
         progress(f"training {name}: {updates} updates of {batch} sentences", "parity")
         if name.startswith("official"):
-            runs[name] = train_official(args, data, name, shape, updates, batch)
+            runs[name] = train_official(args, data, name, shape, updates, batch, seed)
         else:
             runs[name] = train_plugin(args, name, shape, "padded" in name, updates, batch)
     return runs
@@ -273,22 +282,28 @@ def official_decodes(args, checkpoint: Path) -> list:
 
 
 def decode_all(args, data: dict, runs: dict) -> list:
-    """Every trained model through the plugin's decoder, and the official model through the official ones."""
+    """Every trained model through the plugin's decoder (the official runs of --noise-seeds at |S| = 1
+    only: the yardstick), and the official model through the official decoders."""
     official = runs["official"]["checkpoint"]
-    models = {"official": Path(convert(official, args.out / "official_converted")["checkpoint"])}
+    models = {}
+    for name in (name for name in runs if name.startswith("official") and not name.endswith("_base")):
+        converted = convert(runs[name]["checkpoint"], args.out / f"{name}_converted")["checkpoint"]
+        models[name.replace("_", " ")] = (Path(converted), sorted({1, args.mbr}) if name == "official" else [1])
     for name in ("plugin_padded", "plugin_tight"):
-        models[name.replace("_", " ")] = args.out / name / "checkpoint_ema.pt"
-        export_ema(runs[name]["checkpoint"], models[name.replace("_", " ")])
+        exported = args.out / name / "checkpoint_ema.pt"
+        export_ema(runs[name]["checkpoint"], exported)
+        models[name.replace("_", " ")] = (exported, sorted({1, args.mbr}))
     ddim = (f"ddim {args.decode_steps}, rounding", f"--sampler ddim --diffusion-steps {args.decode_steps} --ddim-eta 0 "
             "--rounding l2 --round-output")
     dpm = (f"dpm-solver++ {args.solver_steps}, no rounding",
            f"--sampler dpm-solver++ --diffusion-steps {args.solver_steps} --rounding none")
     entries = []
-    for model, checkpoint in models.items():
-        for candidates in sorted({1, args.mbr}):
+    for model, (checkpoint, candidate_counts) in models.items():
+        for candidates in candidate_counts:
             progress(f"decoding the {model} model with the plugin: {ddim[0]}, {candidates} candidates", "parity")
             entries.append(plugin_decode(args, data, model, checkpoint, *ddim, candidates))
-        entries.append(plugin_decode(args, data, model, checkpoint, *dpm, 1))
+        if "seed" not in model:
+            entries.append(plugin_decode(args, data, model, checkpoint, *dpm, 1))
     progress("decoding the official model with the official decoders", "parity")
     return entries + official_decodes(args, official)
 
@@ -304,17 +319,18 @@ def describe(args, data: dict) -> list:
         f"embedding {args.latent}; T={args.diffusion_steps}, sqrt schedule, loss-aware steps, official loss over all "
         f"positions, seq_len {args.seq_len}",
         f"# training: {args.updates} updates of {args.batch_size} sentences, Adam(W) lr {args.lr} decayed linearly to 0, "
-        f"no warm-up, EMA {args.ema_rate}, dropout 0.1, seed {args.seed}; {args.threads} thread(s) per run, one run at "
+        f"no warm-up, EMA {args.ema_rate}, dropout 0.1, seed {args.seed} (the official code also with seeds "
+        f"{args.seed + 1}..{args.seed + args.noise_seeds}); {args.threads} thread(s) per run, one run at "
         f"a time; diffuseq_base rows: {args.base_updates} updates of {args.base_batch_size} sentences",
     ]
 
 
 def report(args, argv, data: dict, speed: dict, runs: dict, decodes: list) -> str:
-    baselines = {"plugin_padded": "official", "plugin_tight": "official", "plugin_padded_base": "official_base",
-                 "plugin_tight_base": "official_base"}
-    windows = {"official": measures.loss_windows(runs["official"]["record"], 0, args.loss_window),
-               "plugin padded": measures.loss_windows(runs["plugin_padded"]["record"], 1, args.loss_window),
-               "plugin tight (own canvas)": measures.loss_windows(runs["plugin_tight"]["record"], 1, args.loss_window)}
+    baselines = {name: "official_base" if name.endswith("_base") else "official" for name in speed}
+    labels = {name: name.replace("_", " ") for name in runs if not name.endswith("_base")}
+    labels["plugin_tight"] = "plugin tight (own canvas)"
+    windows = {label: measures.loss_windows(runs[name]["record"], int(name.startswith("plugin")), args.loss_window)
+               for name, label in labels.items()}
     return "\n".join([
         "# Training side by side with the official DiffuSeq v1 code on this CPU (issue #26 item 3)",
         f"# command: .venv/bin/python benchmarks/official_parity.py {' '.join(argv)}", *describe(args, data), "",
@@ -322,7 +338,8 @@ def report(args, argv, data: dict, speed: dict, runs: dict, decodes: list) -> st
         "tokens with the official specials, padding not counted; ratio = real tokens/s over the official run's",
         *measures.speed_table(speed, baselines), "",
         f"## Loss terms per sentence, mean ± standard error over each window of {args.loss_window} updates "
-        "(official: its logged terms; plugin: its criterion's)",
+        "(unweighted; the training loss is the importance-weighted one each side minimised); the official seeds' "
+        "spread is the run-to-run noise",
         *measures.loss_table(windows), "",
         f"## BLEU (diffuseq-eval: the paper's sentence BLEU x100) on the first {args.test_sentences} test pairs after "
         f"{args.updates} updates, and decoding time (seconds of the decode itself, model loading excluded)",

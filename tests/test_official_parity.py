@@ -188,16 +188,19 @@ def test_training_side_by_side_runs_end_to_end_on_tiny_settings(official_python,
     report = results.read_text()
     figures = json.loads((tmp_path / "out" / "official_parity.json").read_text())
     assert set(figures["speed"]) == {f"{side}{size}" for side in ("official", "plugin_padded", "plugin_tight")
-                                     for size in ("", "_base")}
+                                     for size in ("", "_base")} | {"official_seed103"}
     assert all(s["tokens_per_second"] > 0 and s["timed_updates"] == (6 if "base" not in name else 1)
                for name, s in figures["speed"].items())
     # Same sentences per update on both sides, so about the same real tokens per update.
     official, padded = figures["speed"]["official"], figures["speed"]["plugin_padded"]
     assert abs(padded["tokens_per_update"] / official["tokens_per_update"] - 1) < 0.5
-    for name in ("official", "plugin_padded"):
-        assert [set(u["terms"]) >= {"loss", "mse"} for u in figures["records"][name]["updates"]] == [True] * 8
+    for name in ("official", "official_seed103", "plugin_padded"):
+        updates = figures["records"][name]["updates"]
+        assert [set(u["terms"]) >= {"loss", "mse", "weighted_loss"} for u in updates] == [True] * 8
     decodes = figures["decodes"]
-    assert len(decodes) == 3 * 3 + 3 and all(0 <= d["bleu"] <= 1 and d["seconds"] >= 0 for d in decodes)
+    # Three models decoded by the plugin at |S| = 1, MBR and DPM-Solver, the second official seed at |S| = 1, and the
+    # official model by the official decoder at |S| = 1, MBR and DPM-Solver.
+    assert len(decodes) == 3 * 3 + 1 + 3 and all(0 <= d["bleu"] <= 1 and d["seconds"] >= 0 for d in decodes)
     assert {d["decoder"] for d in decodes} == {"plugin (fairseq-generate)", "official (sample_seq2seq.py)",
                                                "official (sample_seq2seq.py, eval_seq2seq.py --mbr)",
                                                "official v2 (sample_seq2seq_dpmSolver.py)"}

@@ -26,11 +26,13 @@ def test_speed_needs_one_timed_update():
 
 
 def test_loss_windows_pair_the_official_and_plugin_terms():
-    official = record(range(4), [1] * 4, [{"loss": 1.0 + i, "mse": 0.5, "nll": 3.0} for i in range(4)])
+    official = record(range(4), [1] * 4, [{"loss": 1.0 + i, "mse": 0.5, "nll": 3.0, "weighted_loss": 1.0}
+                                          for i in range(4)])
     plugin = record(range(4), [1] * 4, [{"loss": 2.0, "mse": 1.5, "anchor_nll": 4.0 + i, "rounding_nll": 0.5}
                                         for i in range(4)])
     first, second = measures.loss_windows(official, 0, window=2)
     assert first["updates"] == 2 and first["loss"] == (1.5, 0.5) and first["loss - mse"] == (1.0, 0.5)
+    assert first["training loss (weighted)"] == (1.0, 0.0)
     assert second["nll (logged)"] == (3.0, 0.0)
     plugin_rows = measures.loss_windows(plugin, 1, window=2)
     assert [row["nll (logged)"] for row in plugin_rows] == [(4.5, 0.5), (6.5, 0.5)]
@@ -52,4 +54,6 @@ def test_tables_show_ratios_to_their_baseline_and_every_decode():
     assert measures.decode_table(decodes)[1].split()[-3:] == ["12.34", "0.0", "n/a"]
     windows = {"a": [{"updates": 2, "loss": (1.0, 0.1)}], "b": [{"updates": 2, "loss": (1.1, 0.2)}]}
     table = measures.loss_table(windows)
-    assert "1.0000 ± 0.1000" in table[1] and "1.1000 ± 0.2000" in table[1] and "nan ± nan" in table[2]
+    assert len(table) == 1 + len(measures.TERMS)  # a header, then one row per term at the one window end
+    rows = dict(zip(measures.TERMS, table[1:]))
+    assert "1.0000 ± 0.1000" in rows["loss"] and "1.1000 ± 0.2000" in rows["loss"] and "nan ± nan" in rows["mse"]

@@ -6,7 +6,10 @@ Runs fairseq-train (its own ``cli_main``, the arguments after RECORD.json unchan
 diffuseq task's ``train_step`` wrapped from outside: per update, the clock at its start
 (``time.perf_counter``), its real tokens (source and target tokens of the batch, padding not
 counted: the non-[PAD] positions of the official sequence ``[CLS] x [SEP] [SEP] [CLS] y [SEP]``
-under --token-layout diffuseq) and the loss terms of the criterion's logging output, per sentence.
+under --token-layout diffuseq) and the loss terms of the criterion's logging output per sentence:
+its terms (unweighted), the official per-sentence loss mse + rounding_nll + tT (``loss``; the paper's
+configuration: --rounding-loss-weight 1, no anchor loss) and the importance-weighted loss it trained
+(``weighted_loss``).
 """
 import json
 import sys
@@ -30,6 +33,9 @@ def record_updates(path: Path) -> None:
             pad = task.target_dictionary.pad()
             tokens = sample["net_input"]["src_lengths"].sum() + sample["target"].ne(pad).sum()
             terms = {key: float(logging_output[key]) / sample_size for key in TERMS if key in logging_output}
+            # The criterion logs its terms unweighted and its loss weighted by the importance weights.
+            terms["weighted_loss"] = terms.pop("loss")
+            terms["loss"] = terms["mse"] + terms["rounding_nll"] + terms["tT"]
             updates.append({"start": start, "tokens": int(tokens), "terms": terms})
             path.write_text(json.dumps({"updates": updates}) + "\n")
         return loss, sample_size, logging_output

@@ -11,11 +11,14 @@ import math
 from statistics import fmean, stdev
 from typing import Dict, List, Optional, Sequence
 
-# The loss terms set side by side: name -> (the official log's key, the plugin criterion's key). The
-# official loss is mse + decoder_nll + tT and logs no decoder_nll; loss - mse is decoder_nll + tT on
-# both sides (the plugin's rounding_nll + tT). nll is CE(lm_head(x̂0)) over the target span, logged
-# and not trained by the official code, logged as anchor_nll by the plugin.
-TERMS = {"loss": ("loss", "loss"), "mse": ("mse", "mse"), "loss - mse": (None, None), "nll (logged)": ("nll", "anchor_nll")}
+# The loss terms set side by side, per sentence and unweighted (the sentences' own terms): name -> (the
+# official record's key, the plugin record's key). The loss is mse + decoder_nll + tT on both sides (the
+# plugin's rounding_nll is decoder_nll), so loss - mse is decoder_nll + tT. nll is CE(lm_head(x̂0)) over the
+# target span, which the official code logs and does not train (the plugin's anchor_nll). The training
+# loss is the importance-weighted one each side minimised (equal to the loss during the sampler's
+# uniform warm-up: until every step has 10 losses).
+TERMS = {"training loss (weighted)": ("weighted_loss", "weighted_loss"), "loss": ("loss", "loss"),
+         "mse": ("mse", "mse"), "loss - mse": (None, None), "nll (logged)": ("nll", "anchor_nll")}
 
 
 def speed(record: dict, warmup: int) -> dict:

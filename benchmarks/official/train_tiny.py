@@ -13,8 +13,10 @@ The official ``train.py`` runs unchanged, with one difference a CPU forces: afte
 On a CPU the official loop skips DDP, and its loss then fails on ``model.model.module``.
 Writes OUT/ema_<rate>_<steps>.pt, OUT/training_args.json and OUT/vocab.json (or the tokenizer
 files under --vocab bert), as the official code does. ``--record FILE`` also writes, per update, the
-clock at its start (``time.perf_counter``), its real tokens (the non-[PAD] ids of its batch) and
-the loss terms the official loop logged for it (``--log_interval 1``), as JSON.
+clock at its start (``time.perf_counter``), its real tokens (the non-[PAD] ids of its batch), the
+per-sentence terms of ``training_losses`` averaged over its batch (loss = mse + decoder_nll + tT, mse,
+nll; the official log multiplies them by the importance weights) and the importance-weighted loss
+it logged and trained (``weighted_loss``), as JSON.
 """
 import argparse
 import json
@@ -81,16 +83,26 @@ def official_argv(args, config_dir: Path):
 def recorded_run_step(run_step, path: Path, pad_id: int):
     """``TrainLoop.run_step`` that records its update (see the module docstring), the file rewritten
     after every update."""
+    import torch
     from diffuseq.utils import logger
 
     updates = []
 
     def recorded(loop, batch, cond):
-        start = time.perf_counter()
-        run_step(loop, batch, cond)
-        logged = logger.getkvs()
-        updates.append({"start": start, "tokens": int((cond["input_ids"] != pad_id).sum()),
-                        "terms": {key: float(logged[key]) for key in ("loss", "mse", "nll") if key in logged}})
+        start, computed, training_losses = time.perf_counter(), [], loop.diffusion.training_losses
+
+        def kept(*args, **kwargs):
+            computed.append(training_losses(*args, **kwargs))
+            return computed[-1]
+
+        loop.diffusion.training_losses = kept
+        try:
+            run_step(loop, batch, cond)
+        finally:
+            del loop.diffusion.training_losses
+        terms = {key: float(torch.cat([c[key].detach() for c in computed]).mean()) for key in ("loss", "mse", "nll")}
+        terms["weighted_loss"] = float(logger.getkvs()["loss"])
+        updates.append({"start": start, "tokens": int((cond["input_ids"] != pad_id).sum()), "terms": terms})
         path.write_text(json.dumps({"updates": updates}) + "\n")
 
     return recorded
