@@ -180,3 +180,8 @@ def test_readme_core_sequence_runs_for_real(tmp_path, monkeypatch):
     interactive_inputs = (tmp_path / sequence[6].stdin).read_text().splitlines()
     assert len(re.findall(r"^D-\d+\t", outputs["fairseq-interactive"], flags=re.M)) == len(interactive_inputs)
     assert re.search(r"valid on 'valid' subset .*\| loss ", outputs["fairseq-validate"])
+
+
+def test_readme_stays_an_entry_point():
+    """Issue #27: the README is read in five minutes; the details live in docs/USAGE.md."""
+    assert len((REPO / "README.md").read_text(encoding="utf-8").splitlines()) <= 250
