@@ -6,7 +6,8 @@ from argparse import Namespace
 import pytest
 from fairseq import options
 
-from diffuseq_fairseq.tasks.diffuseq import DiffuSeqConfig, DiffuSeqTask, decoding_knob
+from diffuseq_fairseq.tasks.diffuseq import DiffuSeqTask
+from diffuseq_fairseq.tasks.diffuseq_config import DiffuSeqConfig, decoding_knob
 from fairseq_harness import USER_DIR
 
 GENERATE = ["DATA", "--user-dir", USER_DIR, "--task", "diffuseq"]
