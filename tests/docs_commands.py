@@ -10,7 +10,8 @@ Each command is then checked without running it (:func:`check_command`):
   (``options.parse_args_and_arch``, which imports ``--user-dir``), ``fairseq-preprocess`` by its
   preprocessing parser: a misspelled or removed option, or a value outside an option's choices, fails;
 - the plugin's console scripts (``setup.py``'s entry points), ``python path.py`` and ``python -m module``
-  run until their own argparse parser has parsed the arguments, and stop there;
+  run until their own argparse parser has parsed the arguments, and stop there; the fairseq options
+  that ``compare_levt.py`` and ``lr_sweep.py`` take as strings are parsed by fairseq too;
 - ``bash FILE.sh`` needs the file, and every ``NAME=value`` given to it must be a name the script reads;
   ``scripts/train.sh RECIPE DATA_BIN SAVE_DIR ARGS`` also needs a known recipe, and the fairseq-train
   command line it builds is parsed as above;
@@ -24,10 +25,12 @@ import contextlib
 import importlib
 import io
 import logging
+import os
 import re
 import runpy
 import shlex
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -252,29 +255,59 @@ def parse_fairseq(program: str, args: List[str]) -> Optional[str]:
     return None
 
 
-def _run_until_parsed(label: str, run, argv: List[str]) -> Optional[str]:
+def _run_until_parsed(label: str, run, argv: List[str]) -> tuple:
+    """(None, the parsed namespace) once the program's parser has accepted ``argv``, else (why not, None)."""
     saved_argv = sys.argv
     sys.argv = list(argv)
     try:
         with quiet_io() as out, _stop_after_parse():
             try:
                 run()
-            except _Parsed:
-                return None
+            except _Parsed as parsed:
+                return None, parsed.args[0]
             except SystemExit as stop:
                 if stop.code in (0, None):
-                    return None
-                return f"{label} refuses its arguments: {_last_lines(out.getvalue())}"
+                    return None, None
+                return f"{label} refuses its arguments: {_last_lines(out.getvalue())}", None
             except Exception as err:  # an import or start-up failure of the program
-                return f"{label} fails before parsing its arguments: {type(err).__name__}: {err}"
+                return f"{label} fails before parsing its arguments: {type(err).__name__}: {err}", None
     finally:
         sys.argv = saved_argv
-    return f"{label} returned without parsing arguments with argparse: the check cannot parse it"
+    return f"{label} returned without parsing arguments with argparse: the check cannot parse it", None
+
+
+# Options of the experiment scripts that hold fairseq options: each line is a fairseq command built from
+# them as the script builds it (fields of the script's parsed arguments, in order), parsed like the rest.
+EMBEDDED_FAIRSEQ_OPTIONS = {
+    "scripts/compare_levt.py": [
+        ("fairseq-train", ["diffuseq_task", "diffuseq_args", "train_args"]),
+        ("fairseq-train", ["levt_args", "train_args"]),
+        ("fairseq-generate", ["diffuseq_task", "diffuseq_decode"]),
+        ("fairseq-generate", ["=--task translation_lev", "levt_decode"]),
+    ],
+    "benchmarks/lr_sweep.py": [("fairseq-generate", ["diffuseq_task"])],
+}
+
+
+def check_embedded_options(script: str, namespace) -> Optional[str]:
+    """The fairseq options a script takes as strings (:data:`EMBEDDED_FAIRSEQ_OPTIONS`), parsed by fairseq."""
+    if isinstance(namespace, tuple):  # parse_known_args' (namespace, extras)
+        namespace = namespace[0]
+    for program, fields in EMBEDDED_FAIRSEQ_OPTIONS.get(script, []) if namespace is not None else []:
+        words = []
+        for name in fields:
+            value = name[1:] if name.startswith("=") else getattr(namespace, name, None)
+            words += shlex.split(value or "")
+        problem = parse_fairseq(program, ["data-bin", "--user-dir", str(REPO / "diffuseq_fairseq"), *words])
+        if problem:
+            given = ", ".join(f"--{name.replace('_', '-')}" for name in fields if not name.startswith("="))
+            return f"{script}: the fairseq options of {given}: {problem}"
+    return None
 
 
 def parse_console_script(entry: str, argv: List[str]) -> Optional[str]:
     module, function = entry.split(":")
-    return _run_until_parsed(argv[0], lambda: getattr(importlib.import_module(module), function)(), argv)
+    return _run_until_parsed(argv[0], lambda: getattr(importlib.import_module(module), function)(), argv)[0]
 
 
 def parse_python(args: List[str], repo: Path) -> Optional[str]:
@@ -284,15 +317,20 @@ def parse_python(args: List[str], repo: Path) -> Optional[str]:
             return None if all((repo / arg).exists() for arg in args[2:] if not arg.startswith("-")) \
                 else f"pytest is given a file that does not exist: {args[2:]}"
         module = args[1]
-        return _run_until_parsed(f"python -m {module}",
-                                 lambda: runpy.run_module(module, run_name="__main__", alter_sys=True),
-                                 [module, *args[2:]])
+
+        def run_module():
+            with warnings.catch_warnings():  # runpy warns that the module was imported before (by its package)
+                warnings.simplefilter("ignore", RuntimeWarning)
+                runpy.run_module(module, run_name="__main__", alter_sys=True)
+        return _run_until_parsed(f"python -m {module}", run_module, [module, *args[2:]])[0]
     if not args or not args[0].endswith(".py"):
         return f"python {' '.join(args[:1])}: expected a .py file or -m MODULE"
     path = repo / args[0]
     if not path.is_file():
         return f"{args[0]} does not exist"
-    return _run_until_parsed(args[0], lambda: runpy.run_path(str(path), run_name="__main__"), [str(path), *args[1:]])
+    problem, namespace = _run_until_parsed(args[0], lambda: runpy.run_path(str(path), run_name="__main__"),
+                                           [str(path), *args[1:]])
+    return problem or check_embedded_options(args[0], namespace)
 
 
 def _script_reads(script_text: str, name: str) -> bool:
@@ -355,15 +393,13 @@ def check_docs(paths: Optional[List[Path]] = None, repo: Path = REPO) -> List[st
     """Every problem of the docs' commands: extraction problems, then each command's."""
     problems: List[str] = []
     commands = [command for path in (paths or doc_files(repo)) for command in extract_commands(path, problems)]
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(_chdir(repo))  # the docs' relative paths (--user-dir diffuseq_fairseq) are the repo's
-        problems += [problem for problem in map(check_command, commands) if problem]
+    with _chdir(repo):  # the docs' relative paths (--user-dir diffuseq_fairseq) are the repository's
+        problems += [problem for problem in (check_command(command, repo) for command in commands) if problem]
     return problems
 
 
 @contextlib.contextmanager
 def _chdir(path: Path):
-    import os
     previous = os.getcwd()
     os.chdir(path)
     try:

@@ -12,14 +12,11 @@ script's entry point with the README's own arguments; the only changes are
   (:data:`TINY_TRAINING`), every fairseq CLI but fairseq-preprocess ``--cpu --num-workers 0`` (no loader
   processes).
 """
-import os
 import re
 import sys
-from importlib.metadata import entry_points
 from importlib import import_module
+from importlib.metadata import entry_points
 from pathlib import Path
-
-import pytest
 
 import docs_commands
 from docs_commands import REPO, DocCommand, quiet_io
@@ -41,6 +38,7 @@ def test_every_documented_command_parses():
 
 
 def test_checker_fails_a_misspelled_option_a_wrong_choice_and_an_unknown_program(tmp_path):
+    """A doc with broken commands, one of each kind the checker must catch."""
     doc = tmp_path / "doc.md"
     doc.write_text(
         "```bash\n"
@@ -52,6 +50,7 @@ def test_checker_fails_a_misspelled_option_a_wrong_choice_and_an_unknown_program
         "TEACHER_MINUTS=5 bash scripts/distill.sh\n"
         "frobnicate data-bin\n"
         "fairseq-train data-bin ...\n"
+        "python scripts/compare_levt.py --data-bin d --max-update 3 --out o --diffuseq-decode '--sampler euler'\n"
         "```\n"
         "```\nunlabelled\n```\n"
     )
@@ -64,7 +63,8 @@ def test_checker_fails_a_misspelled_option_a_wrong_choice_and_an_unknown_program
     assert "doc.md:7: scripts/distill.sh never reads TEACHER_MINUTS" in joined
     assert "doc.md:8: cannot classify `frobnicate`" in joined
     assert "doc.md:9: '...' is a placeholder" in joined
-    assert len(problems) == 7, joined  # bash scripts/distill.sh alone is fine
+    assert "doc.md:10: scripts/compare_levt.py: the fairseq options of --diffuseq-task, --diffuseq-decode" in joined
+    assert len(problems) == 8, joined  # bash scripts/distill.sh alone is fine
 
 
 def test_extraction_joins_continuations_and_expands_variables_braces_and_redirections(tmp_path):
@@ -167,7 +167,6 @@ def test_readme_core_sequence_runs_for_real(tmp_path, monkeypatch):
     _write_toy_corpus(tmp_path, {split: _option(preprocess, f"--{split}pref") for split in TOY_SIZES},
                       _option(preprocess, "--source-lang"), _option(preprocess, "--target-lang"))
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("OMP_NUM_THREADS", os.environ.get("OMP_NUM_THREADS", "1"))
     outputs = {command.program: _run(command, tmp_path) for command in sequence}
 
     generated = (tmp_path / sequence[4].stdout).read_text()
