@@ -178,6 +178,9 @@ def test_readme_core_sequence_runs_for_real(tmp_path, monkeypatch):
     assert "BLEU (nltk sentence-level" in outputs["diffuseq-eval"]
     interactive_inputs = (tmp_path / sequence[6].stdin).read_text().splitlines()
     assert len(re.findall(r"^D-\d+\t", outputs["fairseq-interactive"], flags=re.M)) == len(interactive_inputs)
+    # the README's tokenizer and BPE options: the raw words reach the model as the data-bin's tokens
+    sources = re.findall(r"^S-\d+\t(.*)$", outputs["fairseq-interactive"], flags=re.M)
+    assert len(sources) == len(interactive_inputs) and not any("<unk>" in line for line in sources)
     assert re.search(r"valid on 'valid' subset .*\| loss ", outputs["fairseq-validate"])
 
 
