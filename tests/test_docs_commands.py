@@ -187,3 +187,39 @@ def test_readme_core_sequence_runs_for_real(tmp_path, monkeypatch):
 def test_readme_stays_an_entry_point():
     """Issue #27: the README is read in five minutes; the details live in docs/USAGE.md."""
     assert len((REPO / "README.md").read_text(encoding="utf-8").splitlines()) <= 250
+
+
+def _defines(text: str, name: str) -> bool:
+    """``name`` is a function, class, or module/class-level assignment or field in ``text``."""
+    return re.search(rf"^\s*(?:def|class)\s+{re.escape(name)}\b|^\s*{re.escape(name)}\s*(?::[^=\n]*)?=",
+                     text, flags=re.M) is not None
+
+
+def _map_problems(readme: str) -> list:
+    """Files of the README's "Where to change what" map that do not exist, and functions, classes or
+    registries that none of their row's files defines."""
+    table = readme.split("## Where to change what", 1)[1].split("\n\n", 2)[1]
+    problems = []
+    for row in table.splitlines()[2:]:
+        topic, files_cell, names_cell = row.split("|")[1:4]
+        paths = re.findall(r"`([\w/]+\.(?:py|sh))`", files_cell + names_cell)
+        sources = ""
+        for name in paths:
+            found = [path for path in (REPO / name, REPO / "diffuseq_fairseq" / name) if path.is_file()]
+            if not found:
+                problems.append(f"{name}: no such file")
+            elif name.endswith(".py"):
+                sources += found[0].read_text(encoding="utf-8") + "\n"
+        for name in re.findall(r"`([A-Za-z_][\w.]*)(?:\(\))?`", names_cell):
+            if not name.endswith(".py") and not all(_defines(sources, part) for part in name.split(".")):
+                problems.append(f"{name}: not defined in the files of the row {topic.strip()!r}")
+    return problems
+
+
+def test_readme_map_names_what_its_files_define():
+    """A rename or a move of a mapped function, class or registry fails here."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert not _map_problems(readme), "the README's map is out of date:\n" + "\n".join(_map_problems(readme))
+    moved = readme.replace("`diffuseq_fairseq/tasks/diffuseq.py`, `tasks/diffuseq_config.py`",
+                           "`diffuseq_fairseq/tasks/diffuseq.py`")
+    assert _map_problems(moved) == ["CANVAS_DEFAULT: not defined in the files of the row 'canvas rule'"]
