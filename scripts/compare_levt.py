@@ -38,6 +38,8 @@ def parse_args(argv=None):
     data.add_argument("--target-lang", default="tgt")
     data.add_argument("--tokenize", default="none", choices=("none", "moses"))
     data.add_argument("--bpe-merges", type=int, default=8000)
+    data.add_argument("--split-valid", metavar="N,M", help="with --jsonl-dir: cut a folder holding only "
+                      "valid.jsonl into train/valid/test (diffuseq-prepare --split-valid)")
     budget = parser.add_mutually_exclusive_group(required=True)
     budget.add_argument("--budget-minutes", type=float, help="wall-clock training budget per model")
     budget.add_argument("--max-update", type=int, help="training budget per model in updates")
@@ -90,7 +92,7 @@ def prepare(args, out: Path) -> Path:
         progress(f"preparing data into {dest}")
         cli = ["--destdir", str(dest), "--tokenize", args.tokenize, "--bpe-merges", str(args.bpe_merges)]
         if args.jsonl_dir:
-            cli += ["--jsonl-dir", args.jsonl_dir]
+            cli += ["--jsonl-dir", args.jsonl_dir] + (["--split-valid", args.split_valid] if args.split_valid else [])
             args.source_lang, args.target_lang = "src", "tgt"
         else:
             cli += ["--trainpref", args.trainpref, "--validpref", args.validpref, "--source-lang", args.source_lang,

@@ -191,3 +191,22 @@ def test_compare_levt_on_toy_data(tmp_path):
         for key in ("S1", "S3", "S1_stop", "S3_stop", "levt"):
             assert row[key]["sentences_per_s"] > 0 and 0 <= row[key]["bleu"] <= 100, row
     assert "time ratio" in proc.stdout
+
+
+@pytest.mark.slow
+def test_compare_levt_cuts_a_lone_valid_jsonl(tmp_path):
+    """A folder holding only valid.jsonl (as the QQP download does) is cut by --split-valid N,M, which
+    compare_levt passes to diffuseq-prepare, and the side by side runs on the three splits."""
+    write_toy_task(tmp_path / "raw", n_train=0, n_valid=120, n_test=0)
+    jsonl = tmp_path / "jsonl"
+    jsonl.mkdir()
+    pairs = zip(*((tmp_path / "raw" / f"valid.{side}").read_text().splitlines() for side in ("src", "tgt")))
+    (jsonl / "valid.jsonl").write_text("".join(json.dumps({"src": s, "trg": t}) + "\n" for s, t in pairs))
+    out = tmp_path / "out"
+    run([*COMPARE, "--jsonl-dir", str(jsonl), "--split-valid", "20,10", "--bpe-merges", "0", "--max-update", "2",
+         "--test-sentences", "10", "--mbr-sizes", "1", "--step-counts", "5", "--timing-repeats", "1",
+         "--no-valid-bleu", "--diversity-samplers", "dpm-solver++", "--out", str(out),
+         "--diffuseq-args", TINY_DIFFUSEQ, "--levt-args", TINY_LEVT])
+    preprocess_log = (out / "data-bin" / "preprocess.log").read_text()
+    assert "90 sents" in preprocess_log and "20 sents" in preprocess_log and "10 sents" in preprocess_log
+    assert strict_json(out / "compare.json")["diffuseq"]["train"]["updates"] == 2
