@@ -12,7 +12,7 @@ it gained is measured in ``docs/RESULTS.md#what-each-recipe-option-gained``; the
 """
 import argparse
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, List
 
 
@@ -108,16 +108,12 @@ CPU = Recipe(
 # The CPU recipe with a length predictor (issue #29): the length is decided before decoding, as the diffusion
 # models closest to LevT on translation do (Difformer, DINOISER, CMLM), instead of written as padding; each
 # source is decoded on its 3 likeliest lengths. No gain shown yet (docs/RESULTS.md#length-predictor).
-CPU_LENGTH = Recipe(
+CPU_LENGTH = replace(
+    CPU,
     name="cpu_length",
     summary="the CPU recipe with a length predictor, decoded on a length beam of 3 (issue #29)",
-    model="diffuseq",
-    task=CPU.task,
     train=f"{CPU.train} --length-predictor",
-    validate=CPU.validate,
-    budget=CPU.budget,
     decode=f"{CPU.decode} --length-beam 3",
-    early_stop=CPU.early_stop,
 )
 
 # fairseq's Levenshtein Transformer, tuned as far as DiffuSeq at the CPU budget: --lr 1e-3 rather than fairseq's
