@@ -14,9 +14,11 @@ Same data, model, batch, learning rate, T, schedule, seed and number of updates 
 * runs, one after the other with --threads threads each: the official code (train_tiny.py, official
   venv; it pads every pair to seq_len), the official code again with other seeds (--noise-seeds: its
   own run-to-run noise, the yardstick of every difference), the plugin padded to seq_len too
-  (--canvas-len-a 0 --canvas-len-b 128 --token-layout diffuseq --loss-positions all), and the plugin
-  with its batch-tight default canvas; then the same three at the paper's diffuseq_base size for
-  speed only.
+  (--canvas-len-a 0 --canvas-len-b 128 --token-layout diffuseq --loss-positions all), with batches
+  drawn at random as the official loader draws them (--batch-order random), and the plugin with its
+  batch-tight default canvas (and fairseq's batches of similar length, which that canvas needs); then
+  the same three at the paper's diffuseq_base size for speed only. --length-batches-row adds the
+  padded plugin with fairseq's length-sorted batches: what the batch order alone changes.
 
 Reported, measured in this one run (see parity_measures.py for the clocks): seconds per update and
 real tokens per second (padding not counted) with their ratios to the official code; the loss terms
@@ -92,6 +94,8 @@ def parse_args(argv=None):
     parser.add_argument("--solver-steps", type=int, default=10)
     parser.add_argument("--decode-batch-size", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--length-batches-row", action="store_true", help="also train the padded plugin on "
+                        "fairseq's batches of similar length (--batch-order length)")
     parser.add_argument("--reuse-training", action="store_true", help="reuse the finished runs of an earlier call "
                         "with the same --out (to decode again); their speed is the earlier run's")
     args = parser.parse_args(argv)
@@ -153,11 +157,13 @@ def train_official(args, data: dict, name: str, model: dict, updates: int, batch
             "checkpoint": out / f"ema_{args.ema_rate}_{updates:06d}.pt"}
 
 
-def plugin_flags(args, model: dict, padded: bool, updates: int, batch: int, save_dir: Path) -> list:
+def plugin_flags(args, model: dict, padded: bool, updates: int, batch: int, save_dir: Path,
+                 batch_order: str = "length") -> list:
     """fairseq-train options of the official run's configuration (as diffuseq-convert-official writes it)."""
     canvas = ["--canvas-len-a", "0", "--canvas-len-b", args.seq_len] if padded else []
     return [args.data_bin, "--user-dir", USER_DIR, "--task", "diffuseq", "--source-lang", args.source_lang,
             "--target-lang", args.target_lang, "--token-layout", "diffuseq", "--max-total-len", args.seq_len, *canvas,
+            "--batch-order", batch_order,
             "--arch", "diffuseq_base", "--encoder-layers", model["layers"], "--encoder-embed-dim", model["hidden"],
             "--encoder-attention-heads", model["heads"], "--encoder-ffn-embed-dim", model["ffn"],
             "--latent-dim", model["latent"], "--dropout", "0.1", "--attention-dropout", "0.1", "--max-positions", "512",
@@ -170,11 +176,17 @@ def plugin_flags(args, model: dict, padded: bool, updates: int, batch: int, save
             "--log-format", "json", "--log-interval", "10", "--no-progress-bar"]
 
 
+def batch_order(name: str) -> str:
+    """The padded runs draw batches at random, as the official loader; the batch-tight canvas pads
+    each batch only to its longest pair, so it needs fairseq's batches of similar length."""
+    return "random" if "padded" in name and not name.endswith("_length_batches") else "length"
+
+
 def train_plugin(args, name: str, model: dict, padded: bool, updates: int, batch: int) -> dict:
     out = args.out / name
     out.mkdir(parents=True, exist_ok=True)
     run([sys.executable, HERE / "fairseq_timed.py", out / "record.json",
-         *plugin_flags(args, model, padded, updates, batch, out)], args.out / "logs" / f"train_{name}.log", args.threads)
+         *plugin_flags(args, model, padded, updates, batch, out, batch_order(name))], args.out / "logs" / f"train_{name}.log", args.threads)
     return {"record": json.loads((out / "record.json").read_text()), "checkpoint": out / "checkpoint_last.pt"}
 
 
@@ -197,6 +209,8 @@ def train_all(args, data: dict) -> dict:
     plan = [("official", *main, args.seed)]
     plan += [(f"official_seed{args.seed + k}", *main, args.seed + k) for k in range(1, args.noise_seeds + 1)]
     plan += [("plugin_padded", *main, args.seed), ("plugin_tight", *main, args.seed)]
+    if args.length_batches_row:
+        plan.append(("plugin_padded_length_batches", *main, args.seed))
     if args.base_updates:
         plan += [(f"{name}_base", True, args.base_updates, args.base_batch_size, args.seed)
                  for name in ("official", "plugin_padded", "plugin_tight")]
@@ -289,10 +303,10 @@ def decode_all(args, data: dict, runs: dict) -> list:
     for name in (name for name in runs if name.startswith("official") and not name.endswith("_base")):
         converted = convert(runs[name]["checkpoint"], args.out / f"{name}_converted")["checkpoint"]
         models[name.replace("_", " ")] = (Path(converted), sorted({1, args.mbr}) if name == "official" else [1])
-    for name in ("plugin_padded", "plugin_tight"):
+    for name in (name for name in runs if name.startswith("plugin") and not name.endswith("_base")):
         exported = args.out / name / "checkpoint_ema.pt"
         export_ema(runs[name]["checkpoint"], exported)
-        models[name.replace("_", " ")] = (exported, sorted({1, args.mbr}))
+        models[name.replace("_", " ")] = (exported, [1] if name.endswith("_length_batches") else sorted({1, args.mbr}))
     ddim = (f"ddim {args.decode_steps}, rounding", f"--sampler ddim --diffusion-steps {args.decode_steps} --ddim-eta 0 "
             "--rounding l2 --round-output")
     dpm = (f"dpm-solver++ {args.solver_steps}, no rounding",
@@ -302,7 +316,7 @@ def decode_all(args, data: dict, runs: dict) -> list:
         for candidates in candidate_counts:
             progress(f"decoding the {model} model with the plugin: {ddim[0]}, {candidates} candidates", "parity")
             entries.append(plugin_decode(args, data, model, checkpoint, *ddim, candidates))
-        if "seed" not in model:
+        if "seed" not in model and "length batches" not in model:
             entries.append(plugin_decode(args, data, model, checkpoint, *dpm, 1))
     progress("decoding the official model with the official decoders", "parity")
     return entries + official_decodes(args, official)
@@ -322,6 +336,8 @@ def describe(args, data: dict) -> list:
         f"no warm-up, EMA {args.ema_rate}, dropout 0.1, seed {args.seed} (the official code also with seeds "
         f"{args.seed + 1}..{args.seed + args.noise_seeds}); {args.threads} thread(s) per run, one run at "
         f"a time; diffuseq_base rows: {args.base_updates} updates of {args.base_batch_size} sentences",
+        "# batches: the official loader's and the padded plugin's drawn at random (--batch-order random); the batch-tight "
+        "plugin's of pairs of similar length (fairseq's), as are those of a 'length batches' row",
     ]
 
 
@@ -329,6 +345,8 @@ def report(args, argv, data: dict, speed: dict, runs: dict, decodes: list) -> st
     baselines = {name: "official_base" if name.endswith("_base") else "official" for name in speed}
     labels = {name: name.replace("_", " ") for name in runs if not name.endswith("_base")}
     labels["plugin_tight"] = "plugin tight (own canvas)"
+    if "plugin_padded_length_batches" in labels:
+        labels["plugin_padded_length_batches"] = "plugin padded, length batches"
     windows = {label: measures.loss_windows(runs[name]["record"], int(name.startswith("plugin")), args.loss_window)
                for name, label in labels.items()}
     return "\n".join([

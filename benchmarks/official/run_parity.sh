@@ -7,7 +7,9 @@
 #    vocabulary (--vocab bert), and v1 without projections (hidden_dim = hidden size) and with
 #    hidden_t_dim != hidden_dim: trains a small model with the official code (seq_len 128, T 2000,
 #    6 steps), converts it with diffuseq-convert-official, dumps the official x̂0 and loss terms
-#    for given noise and prints the plugin's largest differences (compare_dump.py, tolerance 1e-5);
+#    for given noise and prints the plugin's largest differences (compare_dump.py, tolerance 1e-5),
+#    then one training step's gradients on a padded batch (dump_gradients.py, compare_gradients.py,
+#    relative tolerance 1e-4; not for v2, whose loss has a term the plugin does not);
 # 3. decodes the WordPiece run with the official sampler for 3 seeds and compares diffuseq-eval with
 #    the official scripts/eval_seq2seq.py on those files and on the edge cases of compare_metrics.py.
 # Env: STEPS (official training steps, default 6), DECODE_STEPS (official sampler steps, default 100).
@@ -37,6 +39,13 @@ for run in v1 v2 bert sizes; do
     > "$OUT/$run.dump.log" 2>&1
   "$PLUGIN" "$HERE/compare_dump.py" --dump "$OUT/$run.dump.pt" --checkpoint "$OUT/$run.converted/checkpoint.pt" \
     2> "$OUT/$run.compare.log" || status=1
+  # One batched training step's gradients (v2's loss adds a regulariser of its absorbing state the plugin has not).
+  if [ "$run" != v2 ]; then
+    "$OFFICIAL" "$HERE/dump_gradients.py" --version "$version" --checkpoint "$checkpoint" --out "$OUT/$run.gradients" \
+      > "$OUT/$run.gradients.log" 2>&1
+    "$PLUGIN" "$HERE/compare_gradients.py" --gradients "$OUT/$run.gradients" \
+      --checkpoint "$OUT/$run.converted/checkpoint.pt" 2>> "$OUT/$run.gradients.log" || status=1
+  fi
 done
 echo "== metrics: official sampler outputs (3 seeds) and edge cases"
 "$OFFICIAL" "$HERE/decode.py" --checkpoint "$(ls "$OUT"/bert/ema_*.pt | tail -1)" --seeds 101 102 103 \

@@ -84,6 +84,10 @@ class DiffuSeqTask(TranslationTask):
             dataset.src, dataset.tgt = TruncatedItems(dataset.src, src_len), TruncatedItems(dataset.tgt, tgt_len)
         dataset.src, dataset.tgt = layout.wrap(dataset.src, dataset.tgt, self.tgt_dict.bos(), self.tgt_dict.eos())
         dataset.src_sizes, dataset.tgt_sizes = src_len + layout.source_added, tgt_len + layout.target_added
+        if split == self.cfg.train_subset and self.cfg.batch_order == "random":
+            # fairseq sorts by length before batching; a permutation instead (drawn under the trainer's
+            # numpy seed) makes every batch a random draw of the split, as the official loader's.
+            dataset.ordered_indices = lambda: np.random.permutation(len(dataset))
 
     def _refuse_empty_split(self, split: str, epoch: int) -> None:
         """An empty split file fails deep in fairseq ("cannot mmap an empty file", no file named)."""

@@ -38,6 +38,12 @@ class DiffuSeqConfig(TranslationConfig):
                                      "[SEP]: source <s> x </s> </s>, target <s> y </s>, with the official "
                                      "truncation); the model keeps the layout it was trained with"}
     )
+    batch_order: ChoiceEnum(["length", "random"]) = field(
+        default="length", metadata={"help": "training batches: length (fairseq's: pairs of similar length, the "
+                                    "least padding) | random (pairs drawn at random, as the official loader draws "
+                                    "them; for the paper's full 128-position canvas, where every pair is padded "
+                                    "alike and batches of one length swing the loss from update to update)"}
+    )
     # Decoding knobs: read by build_generator, never stored in the model.
     sampler: ChoiceEnum(["auto", *SAMPLERS]) = field(
         default="auto", metadata={"help": "reverse-process sampler (auto: ddpm when every step of --step-range "

@@ -1,0 +1,95 @@
+"""Recompute one official training step's gradients (dump_gradients.py) with the converted model; plugin venv.
+
+    .venv/bin/python benchmarks/official/compare_gradients.py --gradients runs/official_v1/gradients \\
+        --checkpoint runs/official_v1_converted/checkpoint.pt
+
+The loss-term comparison (compare_dump.py) takes one example at a time and no gradient; this one
+takes the examples as one padded batch, as the plugin's criterion trains on them: the sources
+right-padded to the longest, each row's target canvas the official positions after its source
+(``target_mask``), the official noise, loss over all positions, the mean over the batch of
+mse + rounding NLL + tT, in eval mode. The official gradients are mapped onto the plugin's
+parameters by diffuseq-convert-official itself (the mapping of the weights: fused q/k/v, word
+rows in fairseq order). Prints the loss of both and, per parameter, the largest absolute
+difference against the largest official gradient; exits 1 if a relative difference exceeds
+--tolerance.
+"""
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare_dump import fairseq_ids, load_converted  # noqa: E402
+
+from diffuseq_fairseq.convert_official import convert  # noqa: E402
+from diffuseq_fairseq.network import TrainingNoise  # noqa: E402
+
+
+def padded(rows, width: int, value=0.0) -> torch.Tensor:
+    return torch.stack([torch.nn.functional.pad(row, (0, 0) * (row.dim() - 1) + (0, width - row.size(0)), value=value)
+                        for row in rows])
+
+
+def plugin_step(network, dictionary, batch: dict):
+    """(loss, {parameter: gradient}) of the plugin on the official batch, padded as in training."""
+    lookup = fairseq_ids(batch["tokens"], batch["bert_vocab"], dictionary)
+    tokens = lookup[batch["input_ids"]]
+    lengths = (batch["input_mask"] == 0).sum(1)
+    src_width, seq_len = int(lengths.max()), tokens.size(1)
+    canvas = seq_len - lengths
+    width = int(canvas.max())
+    pad = dictionary.pad()
+    rows = range(tokens.size(0))
+    src = padded([tokens[r, :lengths[r]] for r in rows], src_width, pad)
+    target = padded([tokens[r, lengths[r]:] for r in rows], width, pad)
+    target_mask = torch.arange(width) < canvas.unsqueeze(1)
+    noise = TrainingNoise(
+        padded([batch["z0_noise"][r, :lengths[r]] for r in rows], src_width),
+        padded([batch["z0_noise"][r, lengths[r]:] for r in rows], width),
+        padded([batch["epsilon"][r, lengths[r]:] for r in rows], width),
+        absorb=padded([batch["absorb_draws"][r, lengths[r]:] for r in rows], width))
+    network.zero_grad()
+    terms = network.training_terms(src, lengths, target, batch["t"], loss_positions="all", noise=noise,
+                                   target_mask=target_mask)
+    loss = (terms["mse"] + terms["rounding_nll"] + terms["tT"]).mean()  # the criterion's sum / sample_size
+    loss.backward()
+    return loss.detach(), {f"network.{name}": p.grad for name, p in network.named_parameters() if p.grad is not None}
+
+
+def official_gradients(folder: Path) -> dict:
+    """The official gradients under the plugin's parameter names, mapped by the converter."""
+    with tempfile.TemporaryDirectory() as out:
+        convert(folder / "gradients.pt", Path(out))
+        return torch.load(Path(out) / "checkpoint.pt", weights_only=False)["model"]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--gradients", required=True, type=Path, help="folder written by dump_gradients.py")
+    parser.add_argument("--checkpoint", required=True, type=Path, help="the official weights, converted")
+    parser.add_argument("--tolerance", type=float, default=1e-4, help="largest |difference| / largest |official|")
+    args = parser.parse_args(argv)
+    batch = torch.load(args.gradients / "batch.pt", weights_only=True)
+    network, dictionary = load_converted(args.checkpoint)
+    loss, ours = plugin_step(network, dictionary, batch)
+    official = official_gradients(args.gradients)
+    missing = sorted(set(ours) - set(official))
+    if missing:
+        raise SystemExit(f"no official gradient for {missing}")
+    print(f"official {batch['version']} ({batch['checkpoint']}): one batch of {batch['input_ids'].shape[0]} examples, "
+          f"t {batch['t'].tolist()}; loss official {float(batch['loss']):.7f}, plugin {float(loss):.7f}")
+    print(f"{'parameter':<44} {'max |official - plugin|':>24} {'max |official|':>15} {'relative':>10}")
+    worst = abs(float(batch["loss"]) - float(loss)) / abs(float(batch["loss"]))
+    for name, grad in ours.items():
+        gap, scale = float((official[name].double() - grad.double()).abs().max()), float(official[name].abs().max())
+        relative = gap / scale if scale else gap
+        worst = max(worst, relative)
+        print(f"{name:<44} {gap:>24.3e} {scale:>15.4g} {relative:>10.2e}")
+    print(f"largest relative difference {worst:.3e} ({'within' if worst <= args.tolerance else 'ABOVE'} {args.tolerance:g})")
+    return 0 if worst <= args.tolerance else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
