@@ -267,7 +267,7 @@ class DiffuSeqNetwork(nn.Module):
 
     def loss_terms(self, corruption: Corruption, predictions, src_tokens: torch.Tensor, target: torch.Tensor,
                    t: torch.Tensor, loss_positions: str = "target", rounding_term: bool = True,
-                   label_smoothing: float = 0.0) -> Dict[str, torch.Tensor]:
+                   label_smoothing: float = 0.0, anchor_trained: bool = True) -> Dict[str, torch.Tensor]:
         """Per-sentence terms of DiffuSeq's bound for the predictions (source x̂0, target x̂0).
 
         mse(x̂0, z0) (clean target at t = 0, as upstream), rounding −log p(w|z0), the tT term, and
@@ -277,7 +277,9 @@ class DiffuSeqNetwork(nn.Module):
         rounding term (reported as 0): a full-vocabulary softmax that costs a quarter of a small
         model's training step and is ≈ 0 once --embed-norm keeps the words far apart.
         ``anchor_loss`` is the anchor CE smoothed by ``label_smoothing`` ε (the term to train on);
-        ``anchor_nll`` stays the plain CE, comparable across ε.
+        ``anchor_nll`` stays the plain CE, comparable across ε. ``anchor_trained=False`` (the paper's
+        loss, which only logs it) computes the anchor terms without gradient: a full-vocabulary softmax
+        that backward would otherwise go through only to multiply it by 0.
         """
         if loss_positions not in LOSS_POSITIONS:  # the fairseq option refuses it at parse time
             raise ValueError(f"unknown loss positions {loss_positions!r}; choose one of {LOSS_POSITIONS}")
@@ -304,7 +306,8 @@ class DiffuSeqNetwork(nn.Module):
             src_terms = position_terms(src_pred, src_tokens, source_z0, self.embed(src_tokens))
             mse, rounding, prior = (torch.cat([a, b], dim=1) for a, b in zip(src_terms, (mse, rounding, prior)))
             mask = torch.cat([src_tokens.ne(self.padding_idx).float(), mask], dim=1)
-        anchor_nll, anchor_loss = _smoothed_token_nll(self.logits(tgt_pred), target, label_smoothing)
+        with torch.set_grad_enabled(anchor_trained and torch.is_grad_enabled()):
+            anchor_nll, anchor_loss = _smoothed_token_nll(self.logits(tgt_pred), target, label_smoothing)
         target_mask = mask[:, -target.size(1):]
         return {
             "mse": _masked_mean(mse, mask),
@@ -324,6 +327,7 @@ class DiffuSeqNetwork(nn.Module):
         self_condition_prob: float = 0.5,
         rounding_term: bool = True,
         label_smoothing: float = 0.0,
+        anchor_trained: bool = True,
         noise: Optional[TrainingNoise] = None,
         target_mask: Optional[torch.Tensor] = None,
     ) -> Dict[str, torch.Tensor]:
@@ -334,7 +338,7 @@ class DiffuSeqNetwork(nn.Module):
         corruption = self.corrupt(src_tokens, src_lengths, target, t, noise, target_mask)
         predictions = self.predict(corruption, t, self_condition_prob, None if noise is None else noise.self_condition)
         terms = self.loss_terms(corruption, predictions, src_tokens, target, t, loss_positions, rounding_term,
-                                label_smoothing)
+                                label_smoothing, anchor_trained)
         if self.length_head is not None:
             logits = self.length_logits(corruption.source)
             terms["length_nll"] = self.length_head.nll(logits, src_lengths, target.ne(self.padding_idx).sum(1))

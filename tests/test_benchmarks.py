@@ -181,3 +181,9 @@ def test_ablation_on_the_toy_task(tmp_path):
         assert entry["train"]["updates"] == 3
         assert 0.0 <= entry["exact_match"] <= 1.0 and "bleu" in entry["metrics"]
     assert "+ both" in (out / "ablation.txt").read_text()
+
+
+def test_paper_step_cost_times_the_step_both_ways(tiny):
+    proc = run([BENCHMARKS / "paper_step_cost.py", "--data-bin", tiny["bin"], "--source-lang", "in",
+                "--target-lang", "out", "--batch-size", "2", "--repeats", "1"])
+    assert "anchor CE with gradient (before)" in proc.stdout and "ratio before / now" in proc.stdout

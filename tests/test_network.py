@@ -67,6 +67,28 @@ def test_skipping_the_rounding_term_leaves_the_other_terms_unchanged():
     assert wide.training_terms(*batch)["rounding_nll"].max() < 1e-6
 
 
+def test_an_untrained_anchor_term_is_logged_without_a_gradient_and_changes_no_gradient():
+    """The paper's loss only logs the anchor CE: computing it without gradient must leave its value and
+    every parameter's gradient of the trained terms exactly as they were."""
+    net = DiffuSeqNetwork(NetworkConfig(**SMALL, dropout=0.0, attention_dropout=0.0), 30, 1)
+    batch = (torch.tensor([[5, 6, 2], [9, 2, 1]]), torch.tensor([3, 2]), torch.tensor([[7, 8, 2, 1], [4, 2, 1, 1]]),
+             torch.tensor([10, 40]))
+
+    def step(anchor_trained):
+        net.zero_grad()
+        torch.manual_seed(0)
+        terms = net.training_terms(*batch, loss_positions="all", anchor_trained=anchor_trained)
+        (terms["mse"] + terms["rounding_nll"] + terms["tT"] + 0.0 * terms["anchor_loss"]).sum().backward()
+        return terms, {name: p.grad.clone() for name, p in net.named_parameters()}
+
+    trained, trained_grads = step(True)
+    logged, logged_grads = step(False)
+    assert trained["anchor_nll"].requires_grad and not logged["anchor_nll"].requires_grad
+    assert not logged["anchor_loss"].requires_grad and logged["mse"].requires_grad
+    assert torch.equal(trained["anchor_nll"], logged["anchor_nll"])
+    assert all(torch.equal(trained_grads[name], logged_grads[name]) for name in trained_grads)
+
+
 def test_clipping_shows_steps_below_the_first_trained_one_as_that_step():
     net = DiffuSeqNetwork(NetworkConfig(**SMALL, min_timestep_fraction=0.4), 30, 1).eval()
     assert net.first_train_step == 20

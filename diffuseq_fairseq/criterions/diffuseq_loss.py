@@ -131,7 +131,8 @@ class DiffuSeqLoss(FairseqCriterion):
         t, weights, noise, sampler = self._draws(model, sample, canvas, width)
         terms = model(src_tokens, src_lengths, target, t, loss_positions=self.loss_positions,
                       self_condition_prob=self.self_condition_prob, rounding_term=self.rounding_loss_weight != 0,
-                      label_smoothing=self.label_smoothing, noise=noise, target_mask=target_mask)
+                      label_smoothing=self.label_smoothing, noise=noise, target_mask=target_mask,
+                      anchor_trained=self.anchor_loss_weight != 0)
         per_sentence = (terms["mse"] + self.rounding_loss_weight * terms["rounding_nll"] + terms["tT"]
                         + self.anchor_loss_weight * terms["anchor_loss"])
         if model.training and self.timestep_sampler == "lossaware":
