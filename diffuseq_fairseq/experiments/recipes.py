@@ -107,7 +107,7 @@ CPU = Recipe(
 
 # The CPU recipe with a length predictor (issue #29): the length is decided before decoding, as the diffusion
 # models closest to LevT on translation do (Difformer, DINOISER, CMLM), instead of written as padding; each
-# source is decoded on its 3 likeliest lengths. No gain shown yet (docs/RESULTS.md#length-predictor).
+# source is decoded on its 3 likeliest lengths (docs/RESULTS.md#length-predictor).
 CPU_LENGTH = replace(
     CPU,
     name="cpu_length",
