@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dump_tensors import recorded_losses  # noqa: E402
+from dump_tensors import batch_draws, recorded_losses  # noqa: E402
 from official_batch import add_batch_options, dump_header, load_batch  # noqa: E402
 
 
@@ -32,13 +32,8 @@ def main(argv=None):
 
     model, diffusion, ids, mask = batch.model, batch.diffusion, batch.ids, batch.mask
     model.requires_grad_(True)
-    size, length, latent = ids.shape[0], ids.shape[1], batch.run.hidden_dim
-    generator = torch.Generator().manual_seed(args.seed)
-    steps = diffusion.num_timesteps
-    t = torch.randint(1, steps - 1, (size,), generator=generator)
-    t[0], t[-1] = 0, steps - 1
-    z0_noise, epsilon, _ = (torch.randn(size, length, latent, generator=generator) for _ in range(3))
-    absorb_draws = torch.rand(size, length, generator=generator)
+    size = ids.shape[0]
+    t, z0_noise, epsilon, _, absorb_draws = batch_draws(batch, args.seed)
     losses = recorded_losses(diffusion, model, batch.placeholder, ids, mask, t, z0_noise, epsilon, absorb_draws)
     loss = losses["loss"].mean()  # TrainLoop: (losses["loss"] * weights).mean(), weights 1 while uniform
     loss.backward()

@@ -67,6 +67,20 @@ def recorded_losses(diffusion, model, placeholder, ids, mask, t, z0_noise, epsil
             "x_t": x_t, "model_time": model_time, "x0_hat": x0_hat}
 
 
+def batch_draws(batch, seed: int):
+    """(t, z0 noise, q_sample ε, sampler start noise, v2's absorbing draws) for ``batch``, from ``seed``:
+    t covers 0 and T-1 (first and last example) and random steps between."""
+    import torch
+
+    size, length, latent = batch.ids.shape[0], batch.ids.shape[1], batch.run.hidden_dim
+    generator = torch.Generator().manual_seed(seed)
+    steps = batch.diffusion.num_timesteps
+    t = torch.randint(1, steps - 1, (size,), generator=generator)
+    t[0], t[-1] = 0, steps - 1
+    z0_noise, epsilon, start_noise = (torch.randn(size, length, latent, generator=generator) for _ in range(3))
+    return t, z0_noise, epsilon, start_noise, torch.rand(size, length, generator=generator)
+
+
 def mean_embed_regulariser(diffusion, model) -> float:
     """v2 adds reg_rate·‖m‖₂ to every example's loss; its reg_rate is GaussianDiffusion's default
     (0.01), since create_model_and_diffusion does not pass the --reg_rate option on."""
@@ -81,13 +95,8 @@ def main(argv=None):
     import torch
 
     model, diffusion, ids, mask = batch.model, batch.diffusion, batch.ids, batch.mask
-    size, length, latent = ids.shape[0], ids.shape[1], batch.run.hidden_dim
-    generator = torch.Generator().manual_seed(args.seed)
-    steps = diffusion.num_timesteps
-    t = torch.randint(1, steps - 1, (size,), generator=generator)
-    t[0], t[-1] = 0, steps - 1
-    z0_noise, epsilon, start_noise = (torch.randn(size, length, latent, generator=generator) for _ in range(3))
-    absorb_draws = torch.rand(size, length, generator=generator)
+    size, steps = ids.shape[0], diffusion.num_timesteps
+    t, z0_noise, epsilon, start_noise, absorb_draws = batch_draws(batch, args.seed)
     with torch.no_grad():
         losses = recorded_losses(diffusion, model, batch.placeholder, ids, mask, t, z0_noise, epsilon, absorb_draws)
         clean = model.get_embeds(ids)
@@ -103,7 +112,7 @@ def main(argv=None):
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(dump, args.out)
-    print(f"official {args.version}: dumped {size} examples (seq_len {length}, t {t.tolist()}) to {args.out}")
+    print(f"official {args.version}: dumped {size} examples (seq_len {ids.shape[1]}, t {t.tolist()}) to {args.out}")
 
 
 if __name__ == "__main__":
