@@ -16,13 +16,16 @@ def data_bin(tmp_path_factory):
     return root / "bin"
 
 
-def training_batches(data_bin, *flags, seed=1):
-    """The first epoch's batches (lists of pair ids) as fairseq-train builds them, in the order trained."""
+def task_of(data_bin, *flags):
     args = options.parse_args_and_arch(options.get_training_parser(), [
         str(data_bin), "--user-dir", USER_DIR, "--task", "diffuseq", "--arch", "diffuseq_tiny",
-        "--criterion", "diffuseq_loss", "--batch-size", "16", "--required-batch-size-multiple", "1", *flags])
-    cfg = convert_namespace_to_omegaconf(args)
-    task = tasks.setup_task(cfg.task)
+        "--criterion", "diffuseq_loss", *flags])
+    return tasks.setup_task(convert_namespace_to_omegaconf(args).task)
+
+
+def training_batches(data_bin, *flags, seed=1):
+    """The first epoch's batches (lists of pair ids) as fairseq-train builds them, in the order trained."""
+    task = task_of(data_bin, *flags)
     task.load_dataset("train")
     iterator = task.get_batch_iterator(task.dataset("train"), max_sentences=16, seed=seed, epoch=1)
     return task.dataset("train"), [batch["id"].tolist() for batch in iterator.next_epoch_itr(shuffle=True)]
@@ -53,10 +56,7 @@ def test_random_batches_follow_the_seed(data_bin):
 
 
 def test_only_the_training_split_is_reordered(data_bin):
-    args = options.parse_args_and_arch(options.get_training_parser(), [
-        str(data_bin), "--user-dir", USER_DIR, "--task", "diffuseq", "--arch", "diffuseq_tiny",
-        "--criterion", "diffuseq_loss", "--batch-order", "random"])
-    task = tasks.setup_task(convert_namespace_to_omegaconf(args).task)
+    task = task_of(data_bin, "--batch-order", "random")
     task.load_dataset("valid")
     order = task.dataset("valid").ordered_indices()
     assert list(task.dataset("valid").src_sizes[order]) == sorted(task.dataset("valid").src_sizes)

@@ -41,7 +41,7 @@ def main(argv=None):
     gradients = {name: param.grad.detach().clone() for name, param in model.named_parameters()}
     if model.lm_head.weight is model.word_embedding.weight:  # tied: one gradient, two keys
         gradients["lm_head.weight"] = gradients["word_embedding.weight"]
-    missing = [key for key in state if key not in gradients and key != "position_ids" and not key.endswith(".position_ids")]
+    missing = [key for key in state if key not in gradients and not key.endswith("position_ids")]
     if missing:
         raise SystemExit(f"no gradient for {missing}")
     gradients.update({key: value for key, value in state.items() if key not in gradients})
