@@ -10,6 +10,10 @@ With ``--valid-refs`` (a multi-reference task, e.g. the caption paraphrases), ea
 decodes the validation split with its recipe's decoding (DiffuSeq: one candidate) and is scored against
 every reference; that score decides, since fairseq's single-reference corpus BLEU of a paraphrase is
 dominated by its brevity penalty. A rerun with the same --out only scores what is not scored yet.
+``--reuse NAME=RUN_DIR`` adds a finished run of scripts/compare_levt.py (its model of NAME's prefix, e.g.
+diffuseq_lr1.5e-3 takes RUN_DIR/ckpt_diffuseq) as the sweep's run NAME, scored like the others: the side by
+side's learning rate need not be trained again, provided the sweep's update counts are the ones that run made
+(both recipes' learning rates follow inverse_sqrt, which does not depend on --max-update).
 
     python benchmarks/lr_sweep.py --data-bin data-bin/captions --source-lang src --target-lang tgt \\
         --diffuseq-lrs 1e-3,1.5e-3,2.5e-3 --levt-lrs 7e-4,1e-3,1.5e-3 \\
@@ -42,8 +46,32 @@ def parse_args(argv=None):
     parser.add_argument("--valid-refs", nargs="+", metavar="REF",
                         help="reference files of the valid split (line k = valid id k): score each model's "
                         "decode of the valid split against all of them")
+    parser.add_argument("--reuse", nargs="+", default=[], metavar="NAME=RUN_DIR",
+                        help="a finished compare_levt.py run as the sweep's run NAME (diffuseq_lrX or levt_lrX)")
     parser.add_argument("--out", required=True)
     return parser.parse_args(argv)
+
+
+def reused_run(spec: str, out: Path) -> tuple:
+    """(NAME, its summary row) of a finished compare_levt.py run given as NAME=RUN_DIR; its last checkpoint
+    is linked as the sweep's ckpt_NAME."""
+    name, _, run_dir = spec.partition("=")
+    model = name.split("_lr")[0]
+    if model not in ("diffuseq", "levt") or not run_dir:
+        raise SystemExit(f"--reuse {spec}: give NAME=RUN_DIR with NAME diffuseq_lrX or levt_lrX")
+    source = Path(run_dir).resolve()
+    checkpoint = source / f"ckpt_{model}" / "checkpoint_last.pt"
+    train_json = source / "train.json"
+    if not checkpoint.exists() or not train_json.exists():
+        raise SystemExit(f"--reuse {spec}: {checkpoint} or {train_json} missing; not a finished compare_levt.py run")
+    trained = json.loads(train_json.read_text())[model]
+    link = out / f"ckpt_{name}" / "checkpoint_last.pt"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.exists():
+        link.symlink_to(checkpoint)
+    row = summary_row(name, trained)
+    row.update(valid_curve=trained["valid_curve"], reused_from=str(source))
+    return name, row
 
 
 def runs_of(args):
@@ -82,6 +110,9 @@ def main(argv=None):
     (out / "logs").mkdir(parents=True, exist_ok=True)
     results_path = out / "sweep.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
+    for spec in args.reuse:
+        name, row = reused_run(spec, out)
+        results.setdefault(name, row)
     for round_runs in runs_of(args):
         todo = [run for run in round_runs if run[0] not in results]  # a rerun resumes the sweep
         if not todo:

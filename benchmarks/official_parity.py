@@ -74,6 +74,8 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=64, help="sentences per update, both sides")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--ema-rate", default="0.99")
+    parser.add_argument("--dropout", type=float, default=0.1, help="hidden and attention dropout, both sides "
+                        "(0 takes dropout's randomness out of the loss curves)")
     parser.add_argument("--seed", type=int, default=102)
     parser.add_argument("--noise-seeds", type=int, default=1, help="train the official code again with seeds SEED+1.. "
                         "SEED+N: its run-to-run noise, the yardstick of the loss and speed differences")
@@ -150,7 +152,7 @@ def train_official(args, data: dict, name: str, model: dict, updates: int, batch
     run([OFFICIAL_PYTHON, HERE / "train_tiny.py", "--version", "v1", "--data-dir", data["official"],
          "--vocab", data["vocab"], "--out", out, "--steps", updates, "--seq-len", args.seq_len,
          "--diffusion-steps", args.diffusion_steps, "--batch-size", batch, "--lr", args.lr, "--seed", seed,
-         "--ema-rate", args.ema_rate, "--layers", model["layers"], "--hidden", model["hidden"], "--heads", model["heads"],
+         "--ema-rate", args.ema_rate, "--dropout", args.dropout, "--layers", model["layers"], "--hidden", model["hidden"], "--heads", model["heads"],
          "--ffn", model["ffn"], "--latent", model["latent"], "--record", out / "record.json"],
         args.out / "logs" / f"train_{name}.log", args.threads)
     return {"record": json.loads((out / "record.json").read_text()),
@@ -166,7 +168,7 @@ def plugin_flags(args, model: dict, padded: bool, updates: int, batch: int, save
             "--batch-order", batch_order,
             "--arch", "diffuseq_base", "--encoder-layers", model["layers"], "--encoder-embed-dim", model["hidden"],
             "--encoder-attention-heads", model["heads"], "--encoder-ffn-embed-dim", model["ffn"],
-            "--latent-dim", model["latent"], "--dropout", "0.1", "--attention-dropout", "0.1", "--max-positions", "512",
+            "--latent-dim", model["latent"], "--dropout", args.dropout, "--attention-dropout", args.dropout, "--max-positions", "512",
             "--num-timesteps", args.diffusion_steps, "--noise-schedule", "sqrt", "--criterion", "diffuseq_loss",
             "--loss-positions", "all", "--timestep-sampler", "lossaware", "--optimizer", "adam",
             "--adam-betas", "(0.9, 0.999)", "--adam-eps", "1e-08", "--weight-decay", "0", "--lr", args.lr,
@@ -333,7 +335,7 @@ def describe(args, data: dict) -> list:
         f"embedding {args.latent}; T={args.diffusion_steps}, sqrt schedule, loss-aware steps, official loss over all "
         f"positions, seq_len {args.seq_len}",
         f"# training: {args.updates} updates of {args.batch_size} sentences, Adam(W) lr {args.lr} decayed linearly to 0, "
-        f"no warm-up, EMA {args.ema_rate}, dropout 0.1, seed {args.seed} (the official code also with seeds "
+        f"no warm-up, EMA {args.ema_rate}, dropout {args.dropout:g}, seed {args.seed} (the official code also with seeds "
         f"{args.seed + 1}..{args.seed + args.noise_seeds}); {args.threads} thread(s) per run, one run at "
         f"a time; diffuseq_base rows: {args.base_updates} updates of {args.base_batch_size} sentences",
         "# batches: the official loader's and the padded plugin's drawn at random (--batch-order random); the batch-tight "

@@ -26,7 +26,10 @@ from diffuseq_fairseq.experiments import decodes, recipes, report, runner, scori
 from diffuseq_fairseq.experiments.plots import write_plots
 from diffuseq_fairseq.experiments.runner import progress
 
-DIFFUSEQ, LEVT = recipes.CPU, recipes.LEVT_CPU
+LEVT = recipes.LEVT_CPU
+# The recipe of every Multi30k side by side so far; --diffuseq-recipe cpu_length adds the length predictor.
+DEFAULT_RECIPE = recipes.CPU.name
+DIFFUSEQ_RECIPES = [name for name, recipe in recipes.RECIPES.items() if recipe.model == "diffuseq"]
 
 
 def parse_args(argv=None):
@@ -46,12 +49,17 @@ def parse_args(argv=None):
     parser.add_argument("--test-sentences", type=int, default=0, help="decode only the first N pairs (0 = all)")
     parser.add_argument("--mbr-sizes", default="1,3,10", help="candidate counts for BLEU vs |S| (must include 1)")
     parser.add_argument("--step-counts", default="5,10,20", help="sampling steps for BLEU vs time (|S|=1)")
-    parser.add_argument("--diffuseq-task", default=DIFFUSEQ.task, help="task options, for training and decoding")
-    parser.add_argument("--diffuseq-args", default=DIFFUSEQ.train, help="model, criterion and optimiser options")
+    parser.add_argument("--diffuseq-recipe", default=DEFAULT_RECIPE, choices=DIFFUSEQ_RECIPES,
+                        help="DiffuSeq's recipe (diffuseq_fairseq/experiments/recipes.py): the defaults of the three "
+                        "options below, its validation and its early-stopping decode; with a length predictor "
+                        "(cpu_length) give --mbr-sizes as draws per length, e.g. 1,3 for 3 and 9 candidates")
+    parser.add_argument("--diffuseq-task", help="task options, for training and decoding (default: the recipe's)")
+    parser.add_argument("--diffuseq-args", help="model, criterion and optimiser options (default: the recipe's)")
     parser.add_argument("--levt-args", default=LEVT.training_args())
     parser.add_argument("--no-valid-bleu", action="store_true", help="validation loss only (faster)")
-    parser.add_argument("--diffuseq-decode", default=DIFFUSEQ.decode,
-                        help="DiffuSeq's decoding options; every decode uses them, with only its figure's variable changed")
+    parser.add_argument("--diffuseq-decode",
+                        help="DiffuSeq's decoding options; every decode uses them, with only its figure's variable "
+                        "changed (default: the recipe's)")
     parser.add_argument("--levt-decode", default=LEVT.decode)
     parser.add_argument("--threads", type=int, default=1, help="OMP threads per fairseq process")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
@@ -79,7 +87,9 @@ def parse_args(argv=None):
     parser.add_argument("--report-only", action="store_true",
                         help="re-read --out/compare.json and the training logs, redraw the plots, print the table")
     parser.add_argument("--out", required=True)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    recipes.fill_from_recipe(args)
+    return args
 
 
 def prepare(args, out: Path) -> Path:
@@ -105,7 +115,7 @@ def prepare(args, out: Path) -> Path:
 def train(args, out: Path, data_bin: Path) -> dict:
     """Both models trained at the same time (or reused): {name: training summary}."""
     langs = f"--source-lang {args.source_lang} --target-lang {args.target_lang}"
-    valid = ("", "") if args.no_valid_bleu else (DIFFUSEQ.validate, LEVT.validate)
+    valid = ("", "") if args.no_valid_bleu else (recipes.get(args.diffuseq_recipe).validate, LEVT.validate)
     # fairseq keeps the last value of an option given twice.
     runs = [("diffuseq", f"{args.diffuseq_task} {args.diffuseq_args} {valid[0]} {args.train_args} {langs}"),
             ("levt", f"{args.levt_args} {valid[1]} {args.train_args} {langs}")]
@@ -147,7 +157,7 @@ def decode(args, out: Path, data_bin: Path, split: str, results: dict) -> None:
     diffuseq, done = results["diffuseq"], {}
     for item in decodes.side_by_side([int(s) for s in args.mbr_sizes.split(",")],
                                      [int(s) for s in args.step_counts.split(",")],
-                                     args.diversity_samplers.split(","), DIFFUSEQ.early_stop):
+                                     args.diversity_samplers.split(","), recipes.get(args.diffuseq_recipe).early_stop):
         flags = item.flags(args.diffuseq_decode)
         identity = item.identity(args.diffuseq_decode)
         if identity in done:  # the same decode as an earlier one (Fig. 6's point at the table's step count)
@@ -185,10 +195,10 @@ def score_references(args, out: Path, split: str, results: dict) -> dict:
     }
 
 
-def write_report(results: dict, out: Path, prefix: str) -> None:
+def write_report(results: dict, out: Path, prefix: str, early_stop: str) -> None:
     results["plots"] = write_plots(results, out, prefix)
     report.write_json(out / f"{prefix}compare.json", results)
-    print(report.table(report.strict(results), DIFFUSEQ.early_stop))
+    print(report.table(report.strict(results), early_stop))
     progress(f"wrote {out / f'{prefix}compare.json'} and {len(results['plots'])} plots")
 
 
@@ -202,7 +212,7 @@ def main(argv=None):
         results = json.loads((out / f"{prefix}compare.json").read_text())
         for name in ("diffuseq", "levt"):
             results[name]["train"] = runner.training_summary(name, out, results[name]["train"]["train_seconds"])
-        write_report(results, out, prefix)
+        write_report(results, out, prefix, recipes.get(args.diffuseq_recipe).early_stop)
         return
     data_bin = prepare(args, out)
     if args.jsonl_dir:
@@ -217,7 +227,7 @@ def main(argv=None):
     decode(args, out, decode_bin, split, results)
     if args.refs or args.valid_refs:
         results["multi_reference"] = score_references(args, out, split, results)
-    write_report(results, out, prefix)
+    write_report(results, out, prefix, recipes.get(args.diffuseq_recipe).early_stop)
 
 
 if __name__ == "__main__":

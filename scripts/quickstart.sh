@@ -5,7 +5,8 @@
 # PARAPHRASES=4 draws each target from four templates, so samples differ, but needs far longer training.
 # Model, training and decoding: the recipe toy_3x128 (diffuseq_fairseq/experiments/recipes.py), diffuseq_tiny
 # resized to 3 layers, d=128, latent 64, with the options that won the toy-task ablation.
-# Env: OUT (default runs/quickstart), UPDATES (default 800), THREADS (default 2), PARAPHRASES (default 1).
+# Env: OUT (default runs/quickstart), UPDATES (default 800), THREADS (default 2), PARAPHRASES (default 1),
+# RECIPE (default toy_3x128).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -25,10 +26,11 @@ $BIN/fairseq-preprocess --source-lang src --target-lang tgt --trainpref "$OUT/ra
   --validpref "$OUT/raw/valid" --testpref "$OUT/raw/test" --joined-dictionary \
   --destdir "$OUT/data-bin" --workers 2 > "$OUT/preprocess.log" 2>&1
 echo "[quickstart] 3/5 fairseq-train --task diffuseq ($UPDATES updates; log: $OUT/train.log)"
-bash scripts/train.sh toy_3x128 "$OUT/data-bin" "$OUT/checkpoints" --max-update "$UPDATES" --disable-validation \
+RECIPE=${RECIPE:-toy_3x128}
+bash scripts/train.sh "$RECIPE" "$OUT/data-bin" "$OUT/checkpoints" --max-update "$UPDATES" --disable-validation \
   --save-interval-updates 400 --keep-interval-updates 1 --num-workers 0 --log-interval 100 > "$OUT/train.log" 2>&1
 grep -E "train_inner" "$OUT/train.log" | tail -n 1 || true
-DECODE_TEXT=$($BIN/python -m diffuseq_fairseq.experiments.recipes toy_3x128 --decode)  # one argument a line
+DECODE_TEXT=$($BIN/python -m diffuseq_fairseq.experiments.recipes "$RECIPE" --decode)  # one argument a line
 mapfile -t DECODE <<<"$DECODE_TEXT"
 echo "[quickstart] 4/5 fairseq-generate ${DECODE[*]}: 20 DPM-Solver++ steps, a candidate stops once its words settle, MBR"
 $BIN/fairseq-generate "$OUT/data-bin" --user-dir "$USER_DIR" --path "$OUT/checkpoints/checkpoint_last.pt" \

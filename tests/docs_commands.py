@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from diffuseq_fairseq.experiments.recipes import fill_from_recipe
+
 REPO = Path(__file__).resolve().parents[1]
 FAIRSEQ_CLIS = ("fairseq-train", "fairseq-generate", "fairseq-interactive", "fairseq-validate", "fairseq-preprocess")
 PYTHONS = ("python", "python3", ".venv/bin/python")
@@ -293,6 +295,8 @@ def check_embedded_options(script: str, namespace) -> Optional[str]:
     """The fairseq options a script takes as strings (:data:`EMBEDDED_FAIRSEQ_OPTIONS`), parsed by fairseq."""
     if isinstance(namespace, tuple):  # parse_known_args' (namespace, extras)
         namespace = namespace[0]
+    if getattr(namespace, "diffuseq_recipe", None):  # the script fills what was not given from its recipe
+        fill_from_recipe(namespace)
     for program, fields in EMBEDDED_FAIRSEQ_OPTIONS.get(script, []) if namespace is not None else []:
         words = []
         for name in fields:

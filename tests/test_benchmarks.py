@@ -55,6 +55,34 @@ def test_lr_sweep_pairs_one_diffuseq_with_one_levt_run_on_the_recipes():
     assert diffuseq[1].endswith("--lr 1e-3 --max-update 2300")  # after the recipe's --lr, so it wins
     assert levt[1].startswith(f"{recipes.LEVT_CPU.training_args()} {recipes.LEVT_CPU.validate}")
 
+def test_lr_sweep_reuses_a_side_by_side_run_as_one_of_its_runs(tmp_path):
+    sweep = load("lr_sweep")
+    side = tmp_path / "captions_s1"
+    (side / "ckpt_levt").mkdir(parents=True)
+    (side / "ckpt_levt" / "checkpoint_last.pt").write_bytes(b"weights")
+    curve = [{"updates": 200, "bleu": 0.5, "loss": 9.0}, {"updates": 400, "bleu": 1.5, "loss": 8.0}]
+    (side / "train.json").write_text(json.dumps({"levt": {"updates": 400, "train_seconds": 120.0,
+                                                          "valid_curve": curve}}))
+    name, row = sweep.reused_run(f"levt_lr1e-3={side}", tmp_path / "sweep")
+    assert name == "levt_lr1e-3"
+    assert (row["updates"], row["minutes"], row["best_valid_bleu"], row["best_at_updates"]) == (400, 2.0, 1.5, 400)
+    assert (tmp_path / "sweep" / "ckpt_levt_lr1e-3" / "checkpoint_last.pt").read_bytes() == b"weights"
+    # Listed as already run, so a sweep over the same learning rate does not train it again.
+    args = sweep.parse_args(["--data-bin", "bin", "--levt-lrs", "1e-3", "--reuse", f"levt_lr1e-3={side}", "--out", "o"])
+    assert args.reuse == [f"levt_lr1e-3={side}"]
+    for bad in (f"transformer_lr1e-3={side}", f"diffuseq_lr1e-3={side}", "levt_lr1e-3"):
+        with pytest.raises(SystemExit, match="--reuse"):
+            sweep.reused_run(bad, tmp_path / "sweep2")
+
+
+
+def test_official_parity_gives_both_sides_the_same_dropout():
+    parity = load("official_parity")
+    args = parity.parse_args(["--dropout", "0"])
+    flags = [str(flag) for flag in parity.plugin_flags(args, parity.sizes(args, False), True, 60, 64, REPO / "o")]
+    assert flags[flags.index("--dropout") + 1] == flags[flags.index("--attention-dropout") + 1] == "0.0"
+    assert parity.parse_args([]).dropout == 0.1  # the official code's default
+
 
 def test_shown_floor_grid_reads_the_old_scripts_variables(monkeypatch):
     floor = load("shown_floor")

@@ -2,6 +2,7 @@
 --length-predictor (validation BLEU decoding with a length beam), fairseq-validate logging length_nll,
 fairseq-generate with --length-beam 2 --mbr-candidates 2 --nbest 4, fairseq-interactive, a model
 without a predictor refusing --length-beam, and benchmarks/length_accuracy.py on the tiny model."""
+import argparse
 import importlib.util
 import json
 import re
@@ -105,3 +106,14 @@ def test_the_side_by_side_decodes_the_length_recipe_on_its_length_beam():
     assert recipe.train == f"{recipes.CPU.train} --length-predictor"
     for item in decodes.side_by_side([1, 3, 10], [5, 10, 20], list(decodes.DIVERSITY_SAMPLERS), recipe.early_stop):
         assert decodes.options_of(item.flags(recipe.decode))["--length-beam"] == "3"
+
+
+def test_the_side_by_side_takes_its_diffuseq_options_from_the_recipe_named():
+    """--diffuseq-recipe fills --diffuseq-task/--diffuseq-args/--diffuseq-decode where they are not given."""
+    args = argparse.Namespace(diffuseq_recipe="cpu_length", diffuseq_task=None, diffuseq_args="--lr 1e-3",
+                              diffuseq_decode=None)
+    recipes.fill_from_recipe(args)
+    recipe = recipes.get("cpu_length")
+    assert (args.diffuseq_task, args.diffuseq_args, args.diffuseq_decode) == (recipe.task, "--lr 1e-3", recipe.decode)
+    with pytest.raises(KeyError, match="unknown recipe"):
+        recipes.fill_from_recipe(argparse.Namespace(diffuseq_recipe="cpu_lenght"))

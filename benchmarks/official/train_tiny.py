@@ -52,6 +52,8 @@ def parse_args(argv=None):
     parser.add_argument("--ema-rate", default="0.9999", help="the official --ema_rate (the checkpoint is ema_RATE_STEPS.pt)")
     parser.add_argument("--learned-mean-embed", action="store_true", help="v2's soft absorbing state")
     parser.add_argument("--denoise-rate", type=float, default=0.0, help="v2's discrete noise (0 = off)")
+    parser.add_argument("--dropout", type=float, default=0.1, help="the official --dropout and the BERT config's "
+                        "hidden and attention dropout (0: training without randomness beyond the batches and the noise)")
     parser.add_argument("--record", type=Path, help="write each update's start clock, real tokens and logged losses here")
     args = parser.parse_args(argv)
     if args.vocab == "bert" and args.bert_vocab is None:
@@ -71,7 +73,7 @@ def official_argv(args, config_dir: Path):
         "--diffusion_steps", str(args.diffusion_steps), "--noise_schedule", "sqrt", "--schedule_sampler", "lossaware",
         "--lr", str(args.lr), "--batch_size", str(args.batch_size), "--microbatch", str(args.batch_size),
         "--learning_steps", str(args.steps), "--save_interval", str(args.steps), "--log_interval", "1",
-        "--eval_interval", str(max(args.steps, 1)), "--seed", str(args.seed), "--dropout", "0.1",
+        "--eval_interval", str(max(args.steps, 1)), "--seed", str(args.seed), "--dropout", str(args.dropout),
         "--ema_rate", str(args.ema_rate),
     ]
     if args.version == "v2":
@@ -114,7 +116,7 @@ def main(argv=None):
     args.data_dir = args.data_dir.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     config_dir = write_bert_config(args.out / "bert-config", args.layers, args.hidden, args.heads, args.ffn,
-                                   bert_vocab=args.bert_vocab.resolve() if args.vocab == "bert" else None)
+                                   dropout=args.dropout, bert_vocab=args.bert_vocab.resolve() if args.vocab == "bert" else None)
     os.environ["OPENAI_LOGDIR"] = str(args.out / "log")
     use_official(args.version)
     import train

@@ -186,6 +186,16 @@ TOY_3X128 = Recipe(
     decode="--sampler dpm-solver++ --diffusion-steps 20 --stop-when-stable 1 --mbr-candidates 5",
 )
 
+# The quickstart's recipe with a length predictor (issue #29): the model trains on canvases of exactly the
+# target's length and decodes on its likeliest length, MBR over the same 5 candidates.
+TOY_3X128_LENGTH = replace(
+    TOY_3X128,
+    name="toy_3x128_length",
+    summary="the quickstart's recipe with a length predictor, decoded on its likeliest length (issue #29)",
+    train=f"{TOY_3X128.train} --length-predictor",
+    decode=f"{TOY_3X128.decode} --length-beam 1",
+)
+
 # The autoregressive teacher of scripts/distill.sh (sequence-level knowledge distillation): a small Transformer
 # sized for a CPU budget, whose beam-search translations of the training set become the students' targets.
 TEACHER_CPU = Recipe(
@@ -232,9 +242,21 @@ TEST_TINY_LEVT = Recipe(
 
 RECIPES: Dict[str, Recipe] = {
     recipe.name: recipe
-    for recipe in (PAPER, CPU, CPU_LENGTH, GPU, TOY_3X128, TOY_3X128_PAPER_LOSS, LEVT_CPU, TEACHER_CPU, TEST_TINY,
+    for recipe in (PAPER, CPU, CPU_LENGTH, GPU, TOY_3X128, TOY_3X128_LENGTH, TOY_3X128_PAPER_LOSS, LEVT_CPU, TEACHER_CPU, TEST_TINY,
                    TEST_TINY_LEVT)
 }
+
+
+# Options of a side-by-side script that default to a part of its --diffuseq-recipe (None: not given).
+RECIPE_PARTS = {"diffuseq_task": "task", "diffuseq_args": "train", "diffuseq_decode": "decode"}
+
+
+def fill_from_recipe(args) -> None:
+    """Give each of ``args``' :data:`RECIPE_PARTS` options left unset its part of ``args.diffuseq_recipe``."""
+    recipe = get(args.diffuseq_recipe)
+    for option, part in RECIPE_PARTS.items():
+        if getattr(args, option, None) is None:
+            setattr(args, option, getattr(recipe, part))
 
 
 def get(name: str) -> Recipe:
