@@ -85,7 +85,8 @@ def parse_args(argv=None):
     parser.add_argument("--refs-source", help="the source file for the copy-the-source baseline "
                         "(default: SPLIT.src beside the first reference file, if there is one)")
     parser.add_argument("--report-only", action="store_true",
-                        help="re-read --out/compare.json and the training logs, redraw the plots, print the table")
+                        help="re-read --out/compare.json and the training logs, score the decodes against --refs again, "
+                        "redraw the plots, print the table")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     recipes.fill_from_recipe(args)
@@ -190,6 +191,8 @@ def score_references(args, out: Path, split: str, results: dict) -> dict:
         "split": split, "files": list(args.valid_refs or args.refs), "references_per_source": len(paths),
         "diffuseq": {size: scoring.multi_reference_of(Path(entry["output"]), paths)
                      for size, entry in results["diffuseq"]["mbr"].items()},
+        "diversity": {sampler: scoring.multi_reference_of(Path(entry["output"]), paths)
+                      for sampler, entry in results["diffuseq"].get("diversity", {}).items()},
         "levt": scoring.multi_reference_of(levt_file, paths),
         "baselines": scoring.reference_baselines(paths, levt_file, source),
     }
@@ -212,6 +215,8 @@ def main(argv=None):
         results = json.loads((out / f"{prefix}compare.json").read_text())
         for name in ("diffuseq", "levt"):
             results[name]["train"] = runner.training_summary(name, out, results[name]["train"]["train_seconds"])
+        if args.refs or args.valid_refs:  # scoring only: the decodes are in --out
+            results["multi_reference"] = score_references(args, out, split, results)
         write_report(results, out, prefix, recipes.get(args.diffuseq_recipe).early_stop)
         return
     data_bin = prepare(args, out)

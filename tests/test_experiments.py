@@ -227,6 +227,19 @@ def test_fig4_plots_bleu_against_self_bleu_and_div4_with_a_readable_legend():
     assert list(levt) == pytest.approx([100.0, 20.0])  # self-BLEU 100: LevT's samples are one sentence
 
 
+def test_figs_3_and_4_score_against_every_reference_when_the_results_hold_them():
+    data = results()
+    row = lambda bleu: {"all": metrics(bleu), "leave_one_out": metrics(bleu - 0.05)}  # noqa: E731
+    data["multi_reference"] = {"references_per_source": 4, "diffuseq": {"3": row(0.31), "10": row(0.33)},
+                               "diversity": {"dpm-solver++": row(0.32)}, "levt": row(0.21)}
+    fig3 = plots.figure_bleu_vs_candidates(data).axes[0]
+    assert list(fig3.lines[0].get_ydata()) == pytest.approx([10.0, 31.0, 33.0])  # |S|=1 not scored against them
+    assert fig3.lines[1].get_ydata()[0] == pytest.approx(21.0) and fig3.get_ylabel() == "sentence BLEU (4 references)"
+    left = plots.figure_quality_vs_diversity(data).axes[0]
+    bleu = [collection.get_offsets()[0][1] for collection in left.collections]
+    assert bleu == pytest.approx([31.0, 33.0, 32.0, 100 * data["diffuseq"]["diversity"]["ddim eta=1"]["metrics"]["bleu"], 21.0])
+
+
 def test_fig5_names_the_sampler_and_tells_bleu_from_div4_in_a_legend():
     fig = plots.figure_reverse_process(results())
     labels = [text.get_text() for text in fig.axes[0].get_legend().get_texts()]

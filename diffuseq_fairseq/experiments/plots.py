@@ -30,6 +30,27 @@ def _percent(metrics: dict, key: str) -> float:
     return 100 * _number(metrics.get(key))
 
 
+def _against_references(results: dict, *path: str) -> Optional[dict]:
+    """A decode's scores against all references (``multi_reference``, from --refs/--valid-refs), or None."""
+    found = results.get("multi_reference")
+    for key in path:
+        if not isinstance(found, dict) or key not in found:
+            return None
+        found = found[key]
+    return found.get("all")
+
+
+def _bleu(results: dict, metrics: dict, *path: str) -> float:
+    """Sentence BLEU of a decode: against every reference where the results hold them (a paraphrase task,
+    where the one reference of fairseq's target scores little), else against its target."""
+    return _percent(_against_references(results, *path) or metrics, "bleu")
+
+
+def _bleu_label(results: dict) -> str:
+    count = (results.get("multi_reference") or {}).get("references_per_source")
+    return f"sentence BLEU ({count} references)" if count else "sentence BLEU"
+
+
 def _seconds_per_1000(speed: dict) -> float:
     per_second = _number(speed.get("sentences_per_s"))
     return 1000 / per_second if per_second > 0 else math.nan
@@ -42,10 +63,11 @@ def figure_bleu_vs_candidates(results: dict):
         return None
     sizes = sorted(mbr, key=int)
     fig, ax = plt.subplots(figsize=SIZE)
-    ax.plot([int(s) for s in sizes], [_percent(mbr[s]["metrics"], "bleu") for s in sizes], "o-", label="DiffuSeq, MBR pick")
-    ax.axhline(_percent(results["levt"]["decode"]["metrics"], "bleu"), color=LEVT_COLOR, ls="--", label="LevT")
+    ax.plot([int(s) for s in sizes], [_bleu(results, mbr[s]["metrics"], "diffuseq", s) for s in sizes], "o-",
+            label="DiffuSeq, MBR pick")
+    ax.axhline(_bleu(results, results["levt"]["decode"]["metrics"], "levt"), color=LEVT_COLOR, ls="--", label="LevT")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set(xlabel="MBR candidates |S|", ylabel="sentence BLEU", title="BLEU vs |S| (Fig. 3)")
+    ax.set(xlabel="MBR candidates |S|", ylabel=_bleu_label(results), title="BLEU vs |S| (Fig. 3)")
     ax.legend()
     return fig
 
@@ -55,14 +77,17 @@ def diversity_points(results: dict) -> List[dict]:
     diffuseq, points = results["diffuseq"], []
     for size, entry in sorted(diffuseq.get("mbr", {}).items(), key=lambda item: int(item[0])):
         if int(size) > 1:
-            points.append({"label": f"DiffuSeq |S|={size} (MBR pick; {size} candidates)", "metrics": entry["metrics"]})
+            points.append({"label": f"DiffuSeq |S|={size} (MBR pick; {size} candidates)", "metrics": entry["metrics"],
+                           "bleu": _bleu(results, entry["metrics"], "diffuseq", size)})
     for label, entry in diffuseq.get("diversity", {}).items():
         samples = entry["metrics"].get("candidates_per_source", 3)
-        points.append({"label": f"DiffuSeq {label} ({samples} samples)", "metrics": entry["metrics"]})
+        points.append({"label": f"DiffuSeq {label} ({samples} samples)", "metrics": entry["metrics"],
+                       "bleu": _bleu(results, entry["metrics"], "diversity", label)})
     levt = results["levt"]["decode"]
     if points and "deterministic_diversity" in levt:
         metrics = dict(levt["metrics"], **levt["deterministic_diversity"])
-        points.append({"label": "LevT (deterministic: its samples are one)", "metrics": metrics, "color": LEVT_COLOR})
+        points.append({"label": "LevT (deterministic: its samples are one)", "metrics": metrics, "color": LEVT_COLOR,
+                       "bleu": _bleu(results, levt["metrics"], "levt")})
     return points
 
 
@@ -76,10 +101,10 @@ def figure_quality_vs_diversity(results: dict):
     for axis, key, label in ((axes[0], "self_bleu", "self-BLEU (lower = more diverse)"),
                              (axes[1], "div_4", "div-4 (higher = more diverse)")):
         for i, point in enumerate(points):
-            axis.scatter(_percent(point["metrics"], key), _percent(point["metrics"], "bleu"), s=45,
+            axis.scatter(_percent(point["metrics"], key), point["bleu"], s=45,
                          marker=markers[i % len(markers)], color=point.get("color"), label=point["label"])
         axis.set_xlabel(label)
-    axes[0].set_ylabel("sentence BLEU")
+    axes[0].set_ylabel(_bleu_label(results))
     fig.suptitle("Quality vs diversity (Fig. 4)")
     axes[1].legend(fontsize=9, loc="upper left", bbox_to_anchor=(1.02, 1))  # beside the axes: no point hidden
     return fig
