@@ -105,9 +105,10 @@ CPU = Recipe(
     early_stop="--stop-when-stable 1 --rounding l2",
 )
 
-# The CPU recipe with a length predictor (issue #29): the length is decided before decoding, as the diffusion
-# models closest to LevT on translation do (Difformer, DINOISER, CMLM), instead of written as padding; each
-# source is decoded on its 3 likeliest lengths (docs/RESULTS.md#length-predictor).
+# The CPU recipe with a length predictor (issue #29), the one to train with: the length is decided before
+# decoding, as the diffusion models closest to LevT on translation do (Difformer, DINOISER, CMLM), instead of
+# written as padding. Its canvases of exactly the target's length make steps cheaper, so the budget holds more
+# updates; each source is decoded on its 3 likeliest lengths (docs/RESULTS.md#length-predictor).
 CPU_LENGTH = replace(
     CPU,
     name="cpu_length",
