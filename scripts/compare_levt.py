@@ -93,6 +93,10 @@ def parse_args(argv=None):
     return args
 
 
+def diffuseq_recipe(args) -> recipes.Recipe:
+    return recipes.get(args.diffuseq_recipe)
+
+
 def prepare(args, out: Path) -> Path:
     if args.data_bin:
         return Path(args.data_bin)
@@ -116,7 +120,7 @@ def prepare(args, out: Path) -> Path:
 def train(args, out: Path, data_bin: Path) -> dict:
     """Both models trained at the same time (or reused): {name: training summary}."""
     langs = f"--source-lang {args.source_lang} --target-lang {args.target_lang}"
-    valid = ("", "") if args.no_valid_bleu else (recipes.get(args.diffuseq_recipe).validate, LEVT.validate)
+    valid = ("", "") if args.no_valid_bleu else (diffuseq_recipe(args).validate, LEVT.validate)
     # fairseq keeps the last value of an option given twice.
     runs = [("diffuseq", f"{args.diffuseq_task} {args.diffuseq_args} {valid[0]} {args.train_args} {langs}"),
             ("levt", f"{args.levt_args} {valid[1]} {args.train_args} {langs}")]
@@ -158,7 +162,7 @@ def decode(args, out: Path, data_bin: Path, split: str, results: dict) -> None:
     diffuseq, done = results["diffuseq"], {}
     for item in decodes.side_by_side([int(s) for s in args.mbr_sizes.split(",")],
                                      [int(s) for s in args.step_counts.split(",")],
-                                     args.diversity_samplers.split(","), recipes.get(args.diffuseq_recipe).early_stop):
+                                     args.diversity_samplers.split(","), diffuseq_recipe(args).early_stop):
         flags = item.flags(args.diffuseq_decode)
         identity = item.identity(args.diffuseq_decode)
         if identity in done:  # the same decode as an earlier one (Fig. 6's point at the table's step count)
@@ -217,7 +221,7 @@ def main(argv=None):
             results[name]["train"] = runner.training_summary(name, out, results[name]["train"]["train_seconds"])
         if args.refs or args.valid_refs:  # scoring only: the decodes are in --out
             results["multi_reference"] = score_references(args, out, split, results)
-        write_report(results, out, prefix, recipes.get(args.diffuseq_recipe).early_stop)
+        write_report(results, out, prefix, diffuseq_recipe(args).early_stop)
         return
     data_bin = prepare(args, out)
     if args.jsonl_dir:
@@ -232,7 +236,7 @@ def main(argv=None):
     decode(args, out, decode_bin, split, results)
     if args.refs or args.valid_refs:
         results["multi_reference"] = score_references(args, out, split, results)
-    write_report(results, out, prefix, recipes.get(args.diffuseq_recipe).early_stop)
+    write_report(results, out, prefix, diffuseq_recipe(args).early_stop)
 
 
 if __name__ == "__main__":

@@ -105,17 +105,18 @@ CPU = Recipe(
     early_stop="--stop-when-stable 1 --rounding l2",
 )
 
+def with_length_predictor(recipe: Recipe, name: str, summary: str, length_beam: int) -> Recipe:
+    """``recipe`` trained with --length-predictor and decoded on its ``length_beam`` likeliest lengths."""
+    return replace(recipe, name=name, summary=summary, train=f"{recipe.train} --length-predictor",
+                   decode=f"{recipe.decode} --length-beam {length_beam}")
+
+
 # The CPU recipe with a length predictor (issue #29), the one to train with: the length is decided before
 # decoding, as the diffusion models closest to LevT on translation do (Difformer, DINOISER, CMLM), instead of
 # written as padding. Its canvases of exactly the target's length make steps cheaper, so the budget holds more
 # updates; each source is decoded on its 3 likeliest lengths (docs/RESULTS.md#length-predictor).
-CPU_LENGTH = replace(
-    CPU,
-    name="cpu_length",
-    summary="the CPU recipe with a length predictor, decoded on a length beam of 3 (issue #29)",
-    train=f"{CPU.train} --length-predictor",
-    decode=f"{CPU.decode} --length-beam 3",
-)
+CPU_LENGTH = with_length_predictor(
+    CPU, "cpu_length", "the CPU recipe with a length predictor, decoded on a length beam of 3 (issue #29)", 3)
 
 # fairseq's Levenshtein Transformer, tuned as far as DiffuSeq at the CPU budget: --lr 1e-3 rather than fairseq's
 # 5e-4; at 1.5e-3 a seed collapsed (docs/RESULTS.md#tuning-levt).
@@ -189,13 +190,9 @@ TOY_3X128 = Recipe(
 
 # The quickstart's recipe with a length predictor (issue #29): the model trains on canvases of exactly the
 # target's length and decodes on its likeliest length, MBR over the same 5 candidates.
-TOY_3X128_LENGTH = replace(
-    TOY_3X128,
-    name="toy_3x128_length",
-    summary="the quickstart's recipe with a length predictor, decoded on its likeliest length (issue #29)",
-    train=f"{TOY_3X128.train} --length-predictor",
-    decode=f"{TOY_3X128.decode} --length-beam 1",
-)
+TOY_3X128_LENGTH = with_length_predictor(
+    TOY_3X128, "toy_3x128_length",
+    "the quickstart's recipe with a length predictor, decoded on its likeliest length (issue #29)", 1)
 
 # The autoregressive teacher of scripts/distill.sh (sequence-level knowledge distillation): a small Transformer
 # sized for a CPU budget, whose beam-search translations of the training set become the students' targets.
