@@ -61,6 +61,7 @@ class DecodingOptions:
     length_beam: int = 0  # predicted lengths per source (0: no length predictor, the canvas rule's canvas)
     total_length_limit: int = 0  # --max-total-len: a predicted length is at most this less the source's
     ranking: str = "mbr"  # a name of RANKINGS
+    collapse_repeats: bool = False  # output a token repeated in a row once
 
     def __post_init__(self):
         if not 1 <= self.num_steps <= self.total_steps - self.lowest_step:
@@ -380,16 +381,27 @@ class DiffuSeqGenerator:
         return ids, log_probs
 
     def _compact(self, tokens: torch.Tensor, scores: torch.Tensor, inside: torch.Tensor):
-        """Output tokens up to the first </s> of the row's canvas, without padding/bos, moved to the
-        front of each row, with their log-probs; the end-of-output score is that of the first </s>
+        """Output tokens up to the first </s> of the row's canvas, without padding/bos (and, with
+        ``collapse_repeats``, without a token's repeats in a row: the first keeps its log-prob), moved to
+        the front of each row, with their log-probs; the end-of-output score is that of the first </s>
         (or of the canvas's last position when the model wrote none)."""
         tokens = tokens.masked_fill(~inside, self.pad)
         eos_seen = tokens.eq(self.eos).long().cumsum(1)
         keep = eos_seen.eq(0) & tokens.ne(self.pad) & tokens.ne(self.bos)
-        order = torch.sort((~keep).long(), dim=1, stable=True).indices
         end = torch.where(eos_seen[:, -1] > 0, eos_seen.eq(0).sum(1), inside.sum(1) - 1)
         end_scores = scores.gather(1, end.unsqueeze(1))
-        return tokens.gather(1, order), keep.gather(1, order), scores.gather(1, order), end_scores
+        tokens, keep, scores = self._to_front(tokens, keep, scores)
+        if self.options.collapse_repeats:  # kept tokens are now contiguous: a repeat equals its left neighbour
+            repeat = torch.zeros_like(keep)
+            repeat[:, 1:] = keep[:, 1:] & tokens[:, 1:].eq(tokens[:, :-1])
+            tokens, keep, scores = self._to_front(tokens, keep & ~repeat, scores)
+        return tokens, keep, scores, end_scores
+
+    @staticmethod
+    def _to_front(tokens: torch.Tensor, keep: torch.Tensor, scores: torch.Tensor):
+        """The kept positions of each row moved to its front, in order."""
+        order = torch.sort((~keep).long(), dim=1, stable=True).indices
+        return tokens.gather(1, order), keep.gather(1, order), scores.gather(1, order)
 
     def _hypothesis(self, tokens, valid, scores, end_score, steps: int, length_score: float = 0.0):
         """A fairseq hypothesis; its score is the words' mean log-probability (with </s>), plus the

@@ -56,6 +56,9 @@ def parse_args(argv=None):
     parser.add_argument("--diffuseq-task", help="task options, for training and decoding (default: the recipe's)")
     parser.add_argument("--diffuseq-args", help="model, criterion and optimiser options (default: the recipe's)")
     parser.add_argument("--levt-args", default=LEVT.training_args())
+    parser.add_argument("--diffuseq-lr", help="DiffuSeq's learning rate over its recipe's (e.g. one chosen by "
+                        "benchmarks/lr_sweep.py on validation)")
+    parser.add_argument("--levt-lr", help="LevT's learning rate over its recipe's")
     parser.add_argument("--no-valid-bleu", action="store_true", help="validation loss only (faster)")
     parser.add_argument("--diffuseq-decode",
                         help="DiffuSeq's decoding options; every decode uses them, with only its figure's variable "
@@ -90,6 +93,11 @@ def parse_args(argv=None):
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     recipes.fill_from_recipe(args)
+    # fairseq keeps the last value of an option given twice.
+    if args.diffuseq_lr:
+        args.diffuseq_args += f" --lr {args.diffuseq_lr}"
+    if args.levt_lr:
+        args.levt_args += f" --lr {args.levt_lr}"
     return args
 
 

@@ -165,7 +165,8 @@ def test_compare_levt_on_toy_data(tmp_path):
                 "--max-update", "6", "--test-sentences", "20", "--mbr-sizes", "1", "--step-counts", "5",
                 "--timing-repeats", "1", "--diversity-samplers", "dpm-solver++", "--levt-from", str(out),
                 "--out", str(variant), "--no-valid-bleu", "--diffuseq-args",
-                TINY_DIFFUSEQ + " --timestep-sampler-bins 10 --store-ema --ema-decay 0.9", "--train-args", "--max-tokens 500"])
+                TINY_DIFFUSEQ + " --timestep-sampler-bins 10 --store-ema --ema-decay 0.9", "--train-args", "--max-tokens 500",
+                "--diffuseq-lr", "3e-4"])
     assert "levt: reusing the run of" in proc.stdout and "training levt" not in proc.stdout
     reused = strict_json(variant / "compare.json")
     assert reused["levt"]["train"]["updates"] == 20 and reused["diffuseq"]["train"]["updates"] == 6
@@ -173,6 +174,7 @@ def test_compare_levt_on_toy_data(tmp_path):
     variant_log = (variant / "logs" / "train_diffuseq.out").read_text()
     assert "'timestep_sampler_bins': 10" in variant_log
     assert "'max_tokens': 500" in variant_log  # --train-args wins over the recipe's --max-tokens 1000
+    assert "'lr': [0.0003]" in variant_log  # --diffuseq-lr wins over --diffuseq-args' rate
     ema = variant / "ckpt_diffuseq" / "checkpoint_ema.pt"
     assert reused["diffuseq"]["train"]["checkpoint"] == str(ema) and ema.exists()
     assert f"loading model(s) from {ema}" in (variant / "logs" / "gen_diffuseq_mbr1.log").read_text()

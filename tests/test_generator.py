@@ -295,3 +295,34 @@ def test_round_output_outputs_lm_head_of_the_nearest_embedding_of_the_last_predi
     ids = (rounded @ table.t() + network.output_bias).argmax(-1).tolist()
     words = [i for i in ids if i not in (PAD, BOS)]
     assert hypo["tokens"][:-1].tolist() == words[: words.index(EOS) if EOS in words else len(words)]
+
+
+def test_collapse_repeats_outputs_a_token_repeated_in_a_row_once():
+    """--collapse-repeats: repeats in a row go, also across a padding position the output drops; the
+    first occurrence keeps its log-prob; a word after another word may come back."""
+    tokens = torch.tensor([[5, 5, PAD, 5, 6, 6, 5, EOS, 7]])
+    scores = torch.arange(9, dtype=torch.float).neg().unsqueeze(0)
+    inside = torch.ones_like(tokens, dtype=torch.bool)
+
+    def compact(collapse):
+        generator = DiffuSeqGenerator(DecodingOptions(special_ids=(PAD, BOS, EOS), num_steps=1, total_steps=50,
+                                                      canvas_length=len, collapse_repeats=collapse))
+        out, valid, kept_scores, end = generator._compact(tokens, scores, inside)
+        n = int(valid.sum())
+        return out[0, :n].tolist(), kept_scores[0, :n].tolist(), end.item()
+
+    assert compact(False) == ([5, 5, 5, 6, 6, 5], [0, -1, -3, -4, -5, -6], -7)
+    assert compact(True) == ([5, 6, 5], [0, -4, -6], -7)
+
+
+def test_collapse_repeats_changes_only_the_repeats_of_the_same_candidates(network):
+    from itertools import groupby
+
+    plain = make(candidates=4).generate([network], sample())
+    collapsed = DiffuSeqGenerator(DecodingOptions(**{**make(candidates=4).options.__dict__, "collapse_repeats": True}))
+    repeats = 0
+    for plain_sentence, collapsed_sentence in zip(plain, collapsed.generate([network], sample())):
+        expected = sorted([key for key, _ in groupby(h["tokens"].tolist())] for h in plain_sentence)
+        assert sorted(h["tokens"].tolist() for h in collapsed_sentence) == expected
+        repeats += sum(len(h["tokens"]) for h in plain_sentence) - sum(map(len, expected))
+    assert repeats > 0  # the random network does repeat itself, so the comparison is not vacuous

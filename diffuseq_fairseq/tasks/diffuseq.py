@@ -235,6 +235,7 @@ class DiffuSeqTask(TranslationTask):
             length_beam=self.length_beam(network, knob("length_beam")),
             total_length_limit=self.cfg.max_total_len,
             ranking=str(knob("rank_candidates")),
+            collapse_repeats=bool(knob("collapse_repeats")),
         )
 
     @staticmethod

@@ -87,6 +87,11 @@ class DiffuSeqConfig(TranslationConfig):
                                  "paper's) | score (the model's own: the words' mean log-probability, plus the "
                                  "length's log-probability under --length-beam)"}
     )
+    collapse_repeats: bool = field(
+        default=False, metadata={"help": "output a token repeated in a row once (\"a a dog\" -> \"a dog\"), in every "
+                                 "candidate before ranking: the deduplication of non-autoregressive decoders (Lee et "
+                                 "al., 2018), whose positions, filled in parallel, often copy a neighbour's word"}
+    )
     stop_when_stable: int = field(
         default=0, metadata={"help": "finish a candidate once the words of its x0 estimate have not changed for "
                              "this many steps, and drop it from the batch (as fairseq's iterative refinement "
