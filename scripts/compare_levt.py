@@ -43,7 +43,7 @@ def parse_args(argv=None):
     data.add_argument("--bpe-merges", type=int, default=8000)
     data.add_argument("--split-valid", metavar="N,M", help="with --jsonl-dir: cut a folder holding only "
                       "valid.jsonl into train/valid/test (diffuseq-prepare --split-valid)")
-    budget = parser.add_mutually_exclusive_group(required=True)
+    budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--budget-minutes", type=float, help="wall-clock training budget per model")
     budget.add_argument("--max-update", type=int, help="training budget per model in updates")
     parser.add_argument("--test-sentences", type=int, default=0, help="decode only the first N pairs (0 = all)")
@@ -74,9 +74,11 @@ def parse_args(argv=None):
                         help="run the decodes of the headline speed ratio (LevT, DiffuSeq |S|=1 with and without "
                         "early stopping) this many times and keep the fastest")
     parser.add_argument("--skip-training", action="store_true", help="reuse the checkpoints already in --out")
-    parser.add_argument("--levt-from", metavar="DIR",
+    parser.add_argument("--levt-from", metavar="DIR[:RUN]",
                         help="take LevT's checkpoint and training logs from an earlier --out and train only DiffuSeq: "
-                        "for DiffuSeq variants against one LevT run of the same machine and budget")
+                        "for DiffuSeq variants against one LevT run of the same machine and budget; DIR:RUN takes "
+                        "the run RUN of a benchmarks/lr_sweep.py --out (e.g. runs/sweep:levt_lr7e-4)")
+    parser.add_argument("--diffuseq-from", metavar="DIR[:RUN]", help="the same for DiffuSeq")
     parser.add_argument("--reuse-decodes", action="store_true", help="keep decodes already finished in --out")
     parser.add_argument("--diversity-samplers", default="dpm-solver++,ddim-eta1",
                         help="samplers drawing 3 samples per source for the diversity metrics (Fig. 4): "
@@ -92,6 +94,9 @@ def parse_args(argv=None):
                         "redraw the plots, print the table")
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
+    nothing_trains = args.skip_training or args.report_only or (args.levt_from and args.diffuseq_from)
+    if args.budget_minutes is None and args.max_update is None and not nothing_trains:
+        parser.error("one of the arguments --budget-minutes --max-update is required")
     recipes.fill_from_recipe(args)
     # fairseq keeps the last value of an option given twice.
     if args.diffuseq_lr:
@@ -134,7 +139,8 @@ def train(args, out: Path, data_bin: Path) -> dict:
             ("levt", f"{args.levt_args} {valid[1]} {args.train_args} {langs}")]
     budget = (["--stop-time-hours", str(args.budget_minutes / 60)] if args.budget_minutes
               else ["--max-update", str(args.max_update)])
-    reused = {"levt": runner.reuse_run("levt", Path(args.levt_from), out)} if args.levt_from else {}
+    reused = {name: runner.reuse_run(name, source, out)
+              for name, source in (("diffuseq", args.diffuseq_from), ("levt", args.levt_from)) if source}
     if args.skip_training:  # re-read the finished runs' logs
         previous = json.loads((out / "train.json").read_text()) if (out / "train.json").exists() else {}
         trained = {name: runner.training_summary(name, out, previous.get(name, {}).get("train_seconds"))

@@ -181,6 +181,15 @@ def test_compare_levt_on_toy_data(tmp_path):
     # Under --no-valid-bleu DiffuSeq has no validation BLEU, but LevT's reused run does: Fig. 7 still has a curve.
     assert any("fig7" in name for name in reused["plots"])
 
+    # Both runs taken from earlier --outs (as from a learning-rate sweep's chosen runs): nothing trains, no budget needed.
+    proc = run([*COMPARE, "--data-bin", str(out / "data-bin"), "--source-lang", "src", "--target-lang", "tgt",
+                "--test-sentences", "20", "--mbr-sizes", "1", "--step-counts", "5", "--timing-repeats", "1",
+                "--diversity-samplers", "dpm-solver++", "--diffuseq-from", str(variant), "--levt-from", str(out),
+                "--out", str(tmp_path / "both"), "--no-valid-bleu"])
+    assert "training" not in proc.stdout and "diffuseq: reusing the run of" in proc.stdout
+    both = strict_json(tmp_path / "both" / "compare.json")
+    assert (both["diffuseq"]["train"]["updates"], both["levt"]["train"]["updates"]) == (6, 20)
+
     # benchmarks/mbr_batching.py on the two checkpoints just trained.
     cmd = [sys.executable, str(REPO / "benchmarks" / "mbr_batching.py"), "--data-bin", str(out / "data-bin"),
            "--source-lang", "src", "--target-lang", "tgt", "--diffuseq", str(out / "ckpt_diffuseq" / "checkpoint_last.pt"),

@@ -49,6 +49,26 @@ def test_generate_timing_and_peak_memory(tmp_path):
     assert fairseq_log.peak_rss_mib(tmp_path / "a.rss") == 2.0 and math.isnan(fairseq_log.peak_rss_mib(tmp_path / "b.rss"))
 
 
+def test_a_run_of_a_sweep_or_of_a_side_by_side_is_reused_under_the_models_name(tmp_path):
+    sweep, out = tmp_path / "sweep", tmp_path / "out"
+    (sweep / "ckpt_levt_lr7e-4").mkdir(parents=True)
+    (sweep / "ckpt_levt_lr7e-4" / "checkpoint_last.pt").write_bytes(b"weights")
+    (sweep / "logs").mkdir()
+    (sweep / "logs" / "train_levt_lr7e-4.out").write_text(TRAIN_LOG)
+    (sweep / "sweep.json").write_text(json.dumps({"levt_lr7e-4": {"minutes": 2.0}}))
+    out.mkdir()
+    summary = runner.reuse_run("levt", f"{sweep}:levt_lr7e-4", out)
+    assert (out / "ckpt_levt" / "checkpoint_last.pt").read_bytes() == b"weights"
+    assert (out / "logs" / "train_levt.out").read_text() == TRAIN_LOG
+    assert (summary["updates"], summary["train_seconds"]) == (100, 120.0)
+    # The run of a side by side's --out keeps the model's name, and its seconds come from train.json.
+    (out / "train.json").write_text(json.dumps({"levt": {"train_seconds": 99.0}}))
+    again = runner.reuse_run("levt", str(out), tmp_path / "again")
+    assert again["train_seconds"] == 99.0 and again["checkpoint"] == str(tmp_path / "again" / "ckpt_levt" / "checkpoint_last.pt")
+    with pytest.raises(SystemExit, match="no .*ckpt_levt_lr1e-3"):
+        runner.reuse_run("levt", f"{sweep}:levt_lr1e-3", out)
+
+
 def test_generate_args_put_the_callers_options_last():
     args = runner.generate_args("bin", "ck.pt", "--gen-subset valid --batch-size 7", subset="test")
     assert args.index("--gen-subset") < len(args) - 4 and args[-4:] == ["--gen-subset", "valid", "--batch-size", "7"]

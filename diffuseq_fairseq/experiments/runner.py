@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from . import fairseq_log
 
@@ -90,19 +90,26 @@ def train_all(runs, budget_args: Sequence[str], out: Path, threads: int, data_bi
     return results
 
 
-def reuse_run(name: str, source: Path, out: Path) -> dict:
-    """Copy a finished training run (last checkpoint and logs) of ``source`` into ``out``."""
-    checkpoint = source / f"ckpt_{name}" / "checkpoint_last.pt"
+def reuse_run(name: str, source: str, out: Path) -> dict:
+    """Copy a finished training run (last checkpoint and logs) into ``out`` as the run ``name``: from
+    ``DIR``, the run ``name`` of a compare_levt --out; from ``DIR:RUN``, the run RUN of an lr_sweep --out."""
+    folder, _, run = source.partition(":")
+    source, run = Path(folder), run or name
+    checkpoint = source / f"ckpt_{run}" / "checkpoint_last.pt"
     if not checkpoint.exists():
         raise SystemExit(f"no {checkpoint} to reuse")
-    (out / f"ckpt_{name}").mkdir(exist_ok=True)
+    (out / f"ckpt_{name}").mkdir(parents=True, exist_ok=True)
     shutil.copy2(checkpoint, out / f"ckpt_{name}" / checkpoint.name)
+    (out / "logs").mkdir(exist_ok=True)
     for suffix in (".log", ".out", ".rss"):
-        log = source / "logs" / f"train_{name}{suffix}"
+        log = source / "logs" / f"train_{run}{suffix}"
         if log.exists():
-            shutil.copy2(log, out / "logs" / log.name)
-    seconds = json.loads((source / "train.json").read_text())[name]["train_seconds"]
-    progress(f"{name}: reusing the run of {source}")
+            shutil.copy2(log, out / "logs" / f"train_{name}{suffix}")
+    if (source / "train.json").exists():
+        seconds = json.loads((source / "train.json").read_text())[run]["train_seconds"]
+    else:  # a sweep's record
+        seconds = json.loads((source / "sweep.json").read_text())[run]["minutes"] * 60
+    progress(f"{name}: reusing the run of {source}" + (f" ({run})" if run != name else ""))
     return training_summary(name, out, seconds)
 
 
