@@ -97,6 +97,8 @@ def parse_args(argv=None):
     nothing_trains = args.skip_training or args.report_only or (args.levt_from and args.diffuseq_from)
     if args.budget_minutes is None and args.max_update is None and not nothing_trains:
         parser.error("one of the arguments --budget-minutes --max-update is required")
+    if "1" not in args.mbr_sizes.split(","):
+        parser.error(f"--mbr-sizes {args.mbr_sizes}: include 1 (the table's |S|=1 column and the speed ratios)")
     recipes.fill_from_recipe(args)
     # fairseq keeps the last value of an option given twice.
     if args.diffuseq_lr:

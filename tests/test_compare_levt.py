@@ -113,6 +113,13 @@ def test_report_of_finished_decodes_with_four_references(tmp_path):
     assert "wrote" in proc.stdout and "and 4 plots" in proc.stdout
 
 
+def test_mbr_sizes_without_one_is_refused_before_anything_runs(tmp_path):
+    proc = subprocess.run([*COMPARE, "--data-bin", str(tmp_path), "--max-update", "2", "--mbr-sizes", "10",
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "--mbr-sizes 10: include 1" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
 # --- end to end on tiny generated data (slow) ----------------------------------------------------------
 
 
