@@ -41,6 +41,8 @@ def parse_args(argv=None):
     parser.add_argument("--diffuseq-updates", type=int, default=2300)
     parser.add_argument("--levt-updates", type=int, default=2700)
     parser.add_argument("--diffuseq-task", default=CPU.task, help="task options (e.g. the canvas rule)")
+    parser.add_argument("--diffuseq-args", default="", help="DiffuSeq training options over the CPU recipe's (e.g. "
+                        "--length-predictor); unlike --diffuseq-task they are not given to the validation decode")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1, help="OMP threads per training")
     parser.add_argument("--valid-refs", nargs="+", metavar="REF",
@@ -77,8 +79,9 @@ def reused_run(spec: str, out: Path) -> tuple:
 def runs_of(args):
     """(name, fairseq flags) per training; the last value of a repeated fairseq option wins."""
     langs = f"--source-lang {args.source_lang} --target-lang {args.target_lang} --seed {args.seed}"
-    diffuseq = [(f"diffuseq_lr{lr}", f"{args.diffuseq_task} {CPU.train} {CPU.validate} {langs} --lr {lr} "
-                 f"--max-update {args.diffuseq_updates}") for lr in filter(None, args.diffuseq_lrs.split(","))]
+    diffuseq = [(f"diffuseq_lr{lr}", " ".join(filter(None, (args.diffuseq_task, CPU.train, args.diffuseq_args, CPU.validate, langs,
+                                                            f"--lr {lr} --max-update {args.diffuseq_updates}"))))
+                for lr in filter(None, args.diffuseq_lrs.split(","))]
     levt = [(f"levt_lr{lr}", f"{LEVT_CPU.training_args()} {LEVT_CPU.validate} {langs} --lr {lr} --max-update {args.levt_updates}")
             for lr in filter(None, args.levt_lrs.split(","))]
     # One DiffuSeq and one LevT per round, so both cores stay busy.
