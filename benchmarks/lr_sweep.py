@@ -10,7 +10,8 @@ With ``--valid-refs`` (a multi-reference task, e.g. the caption paraphrases), ea
 decodes the validation split with its recipe's decoding (DiffuSeq: one candidate) and is scored against
 every reference; that score decides, since fairseq's single-reference corpus BLEU of a paraphrase is
 dominated by its brevity penalty. A rerun with the same --out only scores what is not scored yet.
-``--reuse NAME=RUN_DIR`` adds a finished run of scripts/compare_levt.py (its model of NAME's prefix, e.g.
+``--diffuseq-recipe`` (as in compare_levt.py, default ``cpu``) gives DiffuSeq's task, training and decoding
+options, each replaceable by its own option. ``--reuse NAME=RUN_DIR`` adds a finished run of scripts/compare_levt.py (its model of NAME's prefix, e.g.
 diffuseq_lr1.5e-3 takes RUN_DIR/ckpt_diffuseq) as the sweep's run NAME, scored like the others: the side by
 side's learning rate need not be trained again, provided the sweep's update counts are the ones that run made
 (both recipes' learning rates follow inverse_sqrt, which does not depend on --max-update).
@@ -25,6 +26,7 @@ import itertools
 import json
 from pathlib import Path
 
+from diffuseq_fairseq.experiments import recipes
 from diffuseq_fairseq.experiments.recipes import CPU, LEVT_CPU
 from diffuseq_fairseq.experiments.report import write_json
 from diffuseq_fairseq.experiments.runner import generate, progress, train_all
@@ -40,9 +42,11 @@ def parse_args(argv=None):
     parser.add_argument("--levt-lrs", default="", help="comma-separated learning rates ('' = none)")
     parser.add_argument("--diffuseq-updates", type=int, default=2300)
     parser.add_argument("--levt-updates", type=int, default=2700)
-    parser.add_argument("--diffuseq-task", default=CPU.task, help="task options (e.g. the canvas rule)")
-    parser.add_argument("--diffuseq-args", default="", help="DiffuSeq training options over the CPU recipe's (e.g. "
-                        "--length-predictor); unlike --diffuseq-task they are not given to the validation decode")
+    parser.add_argument("--diffuseq-recipe", default=CPU.name, choices=recipes.diffuseq_recipe_names(),
+                        help="DiffuSeq's recipe: the defaults of the three options below, and its validation")
+    parser.add_argument("--diffuseq-task", help="task options, for training and decoding (default: the recipe's)")
+    parser.add_argument("--diffuseq-args", help="training options (default: the recipe's)")
+    parser.add_argument("--diffuseq-decode", help="decoding options of the validation decode (default: the recipe's)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1, help="OMP threads per training")
     parser.add_argument("--valid-refs", nargs="+", metavar="REF",
@@ -51,7 +55,9 @@ def parse_args(argv=None):
     parser.add_argument("--reuse", nargs="+", default=[], metavar="NAME=RUN_DIR",
                         help="a finished compare_levt.py run as the sweep's run NAME (diffuseq_lrX or levt_lrX)")
     parser.add_argument("--out", required=True)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    recipes.fill_from_recipe(args)
+    return args
 
 
 def reused_run(spec: str, out: Path) -> tuple:
@@ -79,7 +85,8 @@ def reused_run(spec: str, out: Path) -> tuple:
 def runs_of(args):
     """(name, fairseq flags) per training; the last value of a repeated fairseq option wins."""
     langs = f"--source-lang {args.source_lang} --target-lang {args.target_lang} --seed {args.seed}"
-    diffuseq = [(f"diffuseq_lr{lr}", " ".join(filter(None, (args.diffuseq_task, CPU.train, args.diffuseq_args, CPU.validate, langs,
+    validation = recipes.get(args.diffuseq_recipe).validate
+    diffuseq = [(f"diffuseq_lr{lr}", " ".join(filter(None, (args.diffuseq_task, args.diffuseq_args, validation, langs,
                                                             f"--lr {lr} --max-update {args.diffuseq_updates}"))))
                 for lr in filter(None, args.diffuseq_lrs.split(","))]
     levt = [(f"levt_lr{lr}", f"{LEVT_CPU.training_args()} {LEVT_CPU.validate} {langs} --lr {lr} --max-update {args.levt_updates}")
@@ -100,7 +107,7 @@ def summary_row(name, trained):
 def valid_multi_reference(name: str, checkpoint: str, args, out: Path) -> dict:
     """BLEU, ROUGE-L and sacreBLEU (fractions) of the model's decode of the valid split against every reference."""
     langs = f"--source-lang {args.source_lang} --target-lang {args.target_lang}"
-    decoding = (f"{args.diffuseq_task} {CPU.decode}" if name.startswith("diffuseq") else LEVT_CPU.decoding_args())
+    decoding = (f"{args.diffuseq_task} {args.diffuseq_decode}" if name.startswith("diffuseq") else LEVT_CPU.decoding_args())
     gen_file, _ = generate(name, Path(args.data_bin), checkpoint, f"{decoding} {langs}", out, args.threads, "valid",
                            subset="valid")
     scores = multi_reference_of(gen_file, args.valid_refs)["all"]

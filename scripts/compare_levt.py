@@ -29,7 +29,6 @@ from diffuseq_fairseq.experiments.runner import progress
 LEVT = recipes.LEVT_CPU
 # The recipe of every Multi30k side by side so far; --diffuseq-recipe cpu_length adds the length predictor.
 DEFAULT_RECIPE = recipes.CPU.name
-DIFFUSEQ_RECIPES = [name for name, recipe in recipes.RECIPES.items() if recipe.model == "diffuseq"]
 
 
 def parse_args(argv=None):
@@ -49,7 +48,7 @@ def parse_args(argv=None):
     parser.add_argument("--test-sentences", type=int, default=0, help="decode only the first N pairs (0 = all)")
     parser.add_argument("--mbr-sizes", default="1,3,10", help="candidate counts for BLEU vs |S| (must include 1)")
     parser.add_argument("--step-counts", default="5,10,20", help="sampling steps for BLEU vs time (|S|=1)")
-    parser.add_argument("--diffuseq-recipe", default=DEFAULT_RECIPE, choices=DIFFUSEQ_RECIPES,
+    parser.add_argument("--diffuseq-recipe", default=DEFAULT_RECIPE, choices=recipes.diffuseq_recipe_names(),
                         help="DiffuSeq's recipe (diffuseq_fairseq/experiments/recipes.py): the defaults of the three "
                         "options below, its validation and its early-stopping decode; with a length predictor "
                         "(cpu_length) give --mbr-sizes as draws per length, e.g. 1,3 for 3 and 9 candidates")

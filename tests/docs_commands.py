@@ -287,7 +287,8 @@ EMBEDDED_FAIRSEQ_OPTIONS = {
         ("fairseq-generate", ["diffuseq_task", "diffuseq_decode"]),
         ("fairseq-generate", ["=--task translation_lev", "levt_decode"]),
     ],
-    "benchmarks/lr_sweep.py": [("fairseq-generate", ["diffuseq_task"])],
+    "benchmarks/lr_sweep.py": [("fairseq-train", ["diffuseq_task", "diffuseq_args"]),
+                               ("fairseq-generate", ["diffuseq_task", "diffuseq_decode"])],
 }
 
 

@@ -54,12 +54,14 @@ def test_lr_sweep_pairs_one_diffuseq_with_one_levt_run_on_the_recipes():
     assert diffuseq[1].startswith(f"{recipes.CPU.task} {recipes.CPU.train} {recipes.CPU.validate}")
     assert diffuseq[1].endswith("--lr 1e-3 --max-update 2300")  # after the recipe's --lr, so it wins
     assert levt[1].startswith(f"{recipes.LEVT_CPU.training_args()} {recipes.LEVT_CPU.validate}")
-    # Training-only options reach the training, not the validation decode's --diffuseq-task.
-    args = sweep.parse_args(["--data-bin", "bin", "--diffuseq-lrs", "1e-3", "--diffuseq-args=--length-predictor",
+    # A recipe's training-only options (cpu_length: --length-predictor) reach the training, not the validation
+    # decode's --diffuseq-task, which decodes with the recipe's own options.
+    args = sweep.parse_args(["--data-bin", "bin", "--diffuseq-lrs", "1e-3", "--diffuseq-recipe", "cpu_length",
                              "--out", "o"])
     (name, flags), = sweep.runs_of(args)[0]
     assert f"{recipes.CPU.train} --length-predictor {recipes.CPU.validate}" in flags
     assert "--length-predictor" not in args.diffuseq_task
+    assert args.diffuseq_decode == recipes.CPU_LENGTH.decode
 
 def test_lr_sweep_reuses_a_side_by_side_run_as_one_of_its_runs(tmp_path):
     sweep = load("lr_sweep")

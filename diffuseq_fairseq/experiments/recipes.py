@@ -268,6 +268,11 @@ def fill_from_recipe(args) -> None:
             setattr(args, option, getattr(recipe, part))
 
 
+def diffuseq_recipe_names() -> List[str]:
+    """The recipes a side-by-side script may train DiffuSeq with."""
+    return [name for name, recipe in RECIPES.items() if recipe.model == "diffuseq"]
+
+
 def get(name: str) -> Recipe:
     if name not in RECIPES:
         raise KeyError(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}")
