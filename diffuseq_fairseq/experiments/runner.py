@@ -158,7 +158,7 @@ def generate(name: str, data_bin, checkpoint, extra: str, out: Path, threads: in
 
 
 def generate_parallel(name: str, data_bin, checkpoint, jobs: Dict[str, str], out: Path, threads: int,
-                      parallel: int = 2, device: str = "cpu") -> Dict[str, Tuple[Path, dict]]:
+                      parallel: int = 2, device: str = "cpu", subset: str = "test") -> Dict[str, Tuple[Path, dict]]:
     """Several decodes of one checkpoint ({tag: options}), ``parallel`` at a time, written as
     ``generate`` writes them; returns {tag: (output file, speed record)}."""
     pending, running, done = list(jobs.items()), {}, {}
@@ -167,7 +167,7 @@ def generate_parallel(name: str, data_bin, checkpoint, jobs: Dict[str, str], out
             while pending and len(running) < parallel:
                 tag, extra = pending.pop(0)
                 log_path = out / "logs" / f"gen_{name}_{tag}.log"
-                running[tag] = (*launch("fairseq_cli.generate", generate_args(data_bin, checkpoint, extra, device),
+                running[tag] = (*launch("fairseq_cli.generate", generate_args(data_bin, checkpoint, extra, device, subset),
                                         log_path, threads), log_path)
             finished = [tag for tag, (proc, _, _) in running.items() if proc.poll() is not None]
             if not finished:
