@@ -62,7 +62,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "logs").mkdir(parents=True, exist_ok=True)
     subset = first_pairs(args.data_bin, args.source_lang, args.target_lang, args.sentences, args.out, args.threads,
                          args.split)
     refs = first_lines(args.refs, args.sentences, args.out / f"{subset.name}_refs")
