@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -171,6 +172,32 @@ def test_shown_floor_through_its_old_command(tiny, tmp_path):
             log = (tmp_path / "out" / "logs" / f"gen_diffuseq_{tag}.log").read_text()
             assert "'shown_timestep_fraction': 0.9" in output + log
     assert (tmp_path / "out" / "gen_diffuseq_mbr2_0.9.txt").read_text().count("\nH-") == 2 * NUM_VALID
+
+
+def test_decode_sweep_scores_each_decode_against_every_reference(tiny, tmp_path, capsys):
+    """benchmarks/decode_sweep.py: one row per MODEL:TAG, decoded on the split's first N pairs (read from the
+    data-bin's text/), scored against the first N lines of each reference file; a decode of an unknown model is
+    refused by name."""
+    shutil.copytree(tiny["bin"], tmp_path / "bin")
+    (tmp_path / "bin" / "text").mkdir()
+    for lang in ("in", "out"):
+        shutil.copy(tiny["root"] / "raw" / f"valid.{lang}", tmp_path / "bin" / "text" / f"valid.{lang}")
+    refs = [tiny["root"] / "raw" / "valid.out", tiny["root"] / "raw" / "valid.in"]  # the target, and a wrong one
+    common = ["--data-bin", str(tmp_path / "bin"), "--source-lang", "in", "--target-lang", "out", "--sentences", "5",
+              "--refs", *map(str, refs), "--checkpoint", f"dq={tiny['diffuseq']}", "--out", str(tmp_path / "out")]
+    sweep = load("decode_sweep")
+    with pytest.raises(SystemExit):
+        sweep.main(common + ["--decode", "levt:eos1=--iter-decode-eos-penalty 1"])
+    assert "MODEL:TAG with MODEL one of dq" in capsys.readouterr().err
+    decode = "--task diffuseq --diffusion-steps 2 --required-batch-size-multiple 1"
+    assert sweep.main(common + ["--decode", f"dq:s1={decode}", "--decode", f"dq:s2={decode} --mbr-candidates 2"]) == 0
+    rows = json.loads((tmp_path / "out" / "sweep.json").read_text())
+    assert [(row["model"], row["tag"]) for row in rows] == [("dq", "s1"), ("dq", "s2")]
+    for row in rows:
+        decoded = Path(row["output"]).read_text()
+        assert decoded.count("\nS-") + decoded.startswith("S-") == 5
+        assert 0 <= row["bleu_leave_one_out"] <= 1 and 0 <= row["bleu"] <= 1
+    assert "dq         s2" in capsys.readouterr().out
 
 
 def test_denoise_by_step_on_the_tiny_checkpoint(tiny, capsys):
