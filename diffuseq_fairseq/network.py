@@ -20,6 +20,7 @@ from .length import LengthPredictor
 from .network_config import TARGET_POSITIONS, NetworkConfig
 from .network_records import Corruption, SourceContext, TrainingNoise
 from .step_sampler import LossSecondMomentSampler
+from .vocabulary_loss import vocabulary_cross_entropy
 from .transformer_stack import EncoderStack
 
 IMPORTANCE_HISTORY = 10  # losses kept per step by the importance sampler (official value)
@@ -101,6 +102,12 @@ class DiffuSeqNetwork(nn.Module):
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """lm_head: tied to the embedding, with its own bias."""
         return x @ self.word_embeddings().t() + self.output_bias
+
+    def token_losses(self, x: torch.Tensor, tokens: torch.Tensor, smoothing: float = 0.0):
+        """(−log p(token | lm_head(x)), its ε-smoothed version) per position, as PyTorch's
+        cross_entropy(label_smoothing=ε) and LevT's nat_loss smooth; fused with lm_head, which
+        spares the CPU four fresh [positions, V] tensors per call (vocabulary_loss)."""
+        return vocabulary_cross_entropy(x, self.word_embeddings(), self.output_bias, tokens, smoothing)
 
     def word_embeddings(self) -> torch.Tensor:
         """The [V, latent] embedding space the diffusion runs in (normalised under --embed-norm)."""
@@ -274,8 +281,8 @@ class DiffuSeqNetwork(nn.Module):
         the anchor CE(lm_head(x̂0), w) that the official code logs but does not add.
         ``loss_positions``: "target" averages over each row's target canvas, padding included; "all"
         also over the source span, as the official code does. ``rounding_term=False`` skips the
-        rounding term (reported as 0): a full-vocabulary softmax that costs a quarter of a small
-        model's training step and is ≈ 0 once --embed-norm keeps the words far apart.
+        rounding term (reported as 0): a full-vocabulary softmax over every position, which is
+        ≈ 0 once --embed-norm keeps the words far apart.
         ``anchor_loss`` is the anchor CE smoothed by ``label_smoothing`` ε (the term to train on);
         ``anchor_nll`` stays the plain CE, comparable across ε. ``anchor_trained=False`` (the paper's
         loss, which only logs it) computes the anchor terms without gradient: a full-vocabulary softmax
@@ -289,7 +296,7 @@ class DiffuSeqNetwork(nn.Module):
         def position_terms(pred, tokens, noisy, exact):
             mse = (pred.float() - torch.where(at_zero, exact, noisy).float()).pow(2).mean(-1)
             if rounding_term:
-                rounding = _token_nll(self.logits(noisy), tokens)
+                rounding = self.token_losses(noisy, tokens)[0]
             else:
                 rounding = torch.zeros_like(tokens, dtype=torch.float)
             return mse, rounding, self.diffusion.prior_loss(noisy).mean(-1)
@@ -307,7 +314,7 @@ class DiffuSeqNetwork(nn.Module):
             mse, rounding, prior = (torch.cat([a, b], dim=1) for a, b in zip(src_terms, (mse, rounding, prior)))
             mask = torch.cat([src_tokens.ne(self.padding_idx).float(), mask], dim=1)
         with torch.set_grad_enabled(anchor_trained and torch.is_grad_enabled()):
-            anchor_nll, anchor_loss = _smoothed_token_nll(self.logits(tgt_pred), target, label_smoothing)
+            anchor_nll, anchor_loss = self.token_losses(tgt_pred, target, label_smoothing)
         target_mask = mask[:, -target.size(1):]
         return {
             "mse": _masked_mean(mse, mask),
@@ -365,25 +372,6 @@ class DiffuSeqNetwork(nn.Module):
                   for column, width in zip(zip(*rows), widths)]
         *draws, self_condition = padded
         return torch.cat(steps).to(device), TrainingNoise(*draws, self_condition=self_condition.squeeze(1))
-
-
-def _token_nll(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """−log p(token) per position ([B, L]). Flattened to [B·L, V]: cross-entropy over a transposed
-    [B, V, L] view takes a strided log-softmax that is several times slower on CPU."""
-    nll = F.cross_entropy(logits.float().flatten(0, 1), tokens.flatten(), reduction="none")
-    return nll.view_as(tokens)
-
-
-def _smoothed_token_nll(logits: torch.Tensor, tokens: torch.Tensor, smoothing: float):
-    """(−log p(token), (1−ε)·(−log p(token)) + ε·mean over the vocabulary of −log p) per position,
-    from one log-softmax: PyTorch's cross_entropy(label_smoothing=ε), as LevT's nat_loss smooths."""
-    if smoothing == 0:
-        nll = _token_nll(logits, tokens)
-        return nll, nll
-    log_probs = logits.float().flatten(0, 1).log_softmax(-1)
-    nll = -log_probs.gather(1, tokens.flatten().unsqueeze(1)).squeeze(1)
-    smoothed = (1 - smoothing) * nll - smoothing * log_probs.mean(-1)
-    return nll.view_as(tokens), smoothed.view_as(tokens)
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -111,12 +111,14 @@ def test_label_smoothing_smooths_the_anchor_loss_and_logs_the_plain_nll():
     torch.manual_seed(0)
     plain = net.training_terms(*batch)
     assert torch.equal(plain["anchor_loss"], plain["anchor_nll"])
-    logits, lm_head = [], net.logits
-    net.logits = lambda x: logits.append(lm_head(x)) or logits[-1]  # the anchor's logits are the last call
+    scored, token_losses = [], net.token_losses
+    # the anchor's x̂0 is the last one scored
+    net.token_losses = lambda x, tokens, smoothing=0.0: scored.append(x) or token_losses(x, tokens, smoothing)
     torch.manual_seed(0)
     smoothed = net.training_terms(*batch, label_smoothing=0.1)
     assert torch.allclose(smoothed["anchor_nll"], plain["anchor_nll"])
-    expected = F.cross_entropy(logits[-1].flatten(0, 1), batch[2].flatten(), reduction="none", label_smoothing=0.1)
+    expected = F.cross_entropy(net.logits(scored[-1]).flatten(0, 1), batch[2].flatten(), reduction="none",
+                               label_smoothing=0.1)
     assert torch.allclose(smoothed["anchor_loss"], expected.view(2, 4).mean(1), atol=1e-6)
     assert (smoothed["anchor_loss"] != smoothed["anchor_nll"]).all()
 
@@ -171,12 +173,14 @@ def test_glancing_scores_only_the_words_not_given(monkeypatch):
     net = DiffuSeqNetwork(NetworkConfig(**SMALL, glance_rate=0.5, dropout=0.0, attention_dropout=0.0), 30, 1)
     given = torch.tensor([[True, False, True, True]])
     monkeypatch.setattr(net, "glance", lambda x_t, t, source, target, z0, target_mask, uniform: (x_t, given))
-    logits, lm_head = [], net.logits
-    monkeypatch.setattr(net, "logits", lambda x: logits.append(lm_head(x)) or logits[-1])  # the anchor's: the last
+    scored, token_losses = [], net.token_losses
+    monkeypatch.setattr(net, "token_losses",  # the anchor's x̂0: the last one scored
+                        lambda x, tokens, smoothing=0.0: scored.append(x) or token_losses(x, tokens, smoothing))
     target = torch.tensor([[7, 8, 2, 1]])
     terms = net.training_terms(torch.tensor([[5, 6, 2]]), torch.tensor([3]), target, torch.tensor([10]),
                                rounding_term=False)
-    assert torch.allclose(terms["anchor_nll"], F.cross_entropy(logits[-1][0, 1:2], target[0, 1:2]).view(1))
+    logits = net.logits(scored[-1])
+    assert torch.allclose(terms["anchor_nll"], F.cross_entropy(logits[0, 1:2], target[0, 1:2]).view(1))
 
 
 def _paired_batch():
