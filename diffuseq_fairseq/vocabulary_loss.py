@@ -7,20 +7,25 @@ gradient). Each is a fresh block of tens of MB, which the allocator takes from t
 so on a CPU those page faults and the extra passes cost as much as the matrix products themselves.
 Here the logits are the only [N, V] tensor: the log-sum-exp is taken over blocks of rows small enough
 to be reused from the heap, and backward turns the logits into their own gradient in place.
-Exponents are floored at -60. PyTorch's CPU exp runs about 10 times slower on arguments below
-float32's range (under about -87), which most of a large vocabulary's log-probabilities are once a
-model has learned anything; and probabilities that small, times a gradient, become subnormal
-numbers, which make the next matrix product several times slower. e^-60 (9e-27) is 0 next to the
-terms it is summed with, and stays a normal number times any gradient above 1e-11.
+Exponents are floored at -70, and in backward the probabilities at the floor are set to 0. PyTorch's
+CPU exp runs about 10 times slower on arguments below float32's range (under about -87), which most
+of a large vocabulary's log-probabilities are once a model has learned anything; and probabilities
+that small, times a gradient, become subnormal numbers, which make the next matrix product several
+times slower. A probability under e^-70 (4e-31) is 0 next to the terms it is summed with; one above
+it stays a normal number times any gradient above 3e-8.
 """
+import math
 from typing import Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 
 # Rows per block: about 8 MB of float32 logits, under glibc's largest mmap threshold (32 MB), so the
 # blocks' temporaries come back from the heap instead of from fresh pages.
 _BLOCK_FLOATS = 1 << 21
-_EXPONENT_FLOOR = -60.0
+_EXPONENT_FLOOR = -70.0
+# exp(floor) as float32 rounds it, with a margin: probabilities at the floor are zeroed in backward
+_FLOOR_PROBABILITY = math.exp(_EXPONENT_FLOOR) * (1 + 1e-4)
 
 
 def _blocks(rows: int, vocabulary: int):
@@ -69,6 +74,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         for block in _blocks(rows, vocabulary):
             values = logits[block]
             grad = ((values.float() - peak[block, None]) - log_sum[block, None]).clamp_(min=_EXPONENT_FLOOR).exp_()
+            F.threshold_(grad, _FLOOR_PROBABILITY, 0.0)
             grad.mul_(softmax_scale[block, None])
             if smoothing:
                 grad.sub_((smoothing / vocabulary) * grad_loss[block, None])

@@ -73,3 +73,18 @@ def test_a_second_backward_through_the_graph_is_refused():
     nll.sum().backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="backward ran twice"):
         nll.sum().backward()
+
+
+def test_words_far_below_the_floor_get_no_gradient_and_the_rest_stay_exact():
+    """Log-probabilities under -70 give an exact 0 in the gradient (not a subnormal, not e^-70), while
+    the value and the other words' gradients match cross_entropy."""
+    x = torch.tensor([[1.0, 0.0]], requires_grad=True)
+    weight = torch.tensor([[0.0, 0.0], [100.0, 0.0], [-100.0, 0.0], [99.0, 0.0]])  # logits 0, 100, -100, 99
+    bias = torch.zeros(4, requires_grad=True)
+    tokens = torch.tensor([3])
+    nll, _ = vocabulary_cross_entropy(x, weight, bias, tokens)
+    expected_nll, _ = reference(x.unsqueeze(0), weight, bias, tokens.unsqueeze(0), 0.0)
+    torch.testing.assert_close(nll, expected_nll.view(1))
+    (grad_bias,) = torch.autograd.grad(nll.sum(), (bias,))
+    assert grad_bias[0] == 0 and grad_bias[2] == 0  # e^-100, e^-200: under the floor
+    torch.testing.assert_close(grad_bias[1:4:2], torch.softmax(torch.tensor([100.0, 99.0]), 0) - torch.tensor([0.0, 1.0]))
