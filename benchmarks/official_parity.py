@@ -96,6 +96,8 @@ def parse_args(argv=None):
     parser.add_argument("--solver-steps", type=int, default=10)
     parser.add_argument("--decode-batch-size", type=int, default=50)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--uniform-output-bias", action="store_true", help="the plugin's lm_head bias initialised "
+                        "as the official nn.Linear's, U(±1/√latent), instead of 0 (the plugin's --uniform-output-bias)")
     parser.add_argument("--length-batches-row", action="store_true", help="also train the padded plugin on "
                         "fairseq's batches of similar length (--batch-order length)")
     parser.add_argument("--reuse-training", action="store_true", help="reuse the finished runs of an earlier call "
@@ -175,7 +177,8 @@ def plugin_flags(args, model: dict, padded: bool, updates: int, batch: int, save
             "--lr-scheduler", "polynomial_decay", "--total-num-update", updates, "--max-update", updates,
             "--batch-size", batch, "--seed", args.seed, "--store-ema", "--ema-decay", args.ema_rate, "--cpu",
             "--num-workers", "0", "--disable-validation", "--no-epoch-checkpoints", "--save-dir", save_dir,
-            "--log-format", "json", "--log-interval", "10", "--no-progress-bar"]
+            "--log-format", "json", "--log-interval", "10", "--no-progress-bar",
+            *(["--uniform-output-bias"] if args.uniform_output_bias else [])]
 
 
 def batch_order(name: str) -> str:

@@ -47,6 +47,9 @@ class DiffuSeqNetwork(nn.Module):
         self.embed_tokens = nn.Embedding(vocab_size, latent)
         nn.init.normal_(self.embed_tokens.weight, std=1.0)  # the official N(0, 1) initialisation
         self.output_bias = nn.Parameter(torch.zeros(vocab_size))  # lm_head bias, untied
+        if cfg.uniform_output_bias:
+            bound = 1 / math.sqrt(latent)
+            nn.init.uniform_(self.output_bias, -bound, bound)
         self.time_dim = cfg.time_embed_dim or latent
         self.time_embed = nn.Sequential(
             nn.Linear(self.time_dim, 4 * self.time_dim), nn.SiLU(), nn.Linear(4 * self.time_dim, hidden)

@@ -73,6 +73,10 @@ class NetworkConfig:
                                "gives no words: the glancing only teaches the model to make its words agree. "
                                "0 = off"}
     )
+    uniform_output_bias: bool = field(
+        default=False, metadata={"help": "initialise the lm_head bias as the official code's nn.Linear does, "
+                                 "U(±1/√latent), instead of 0"}
+    )
 
     length_predictor: bool = field(
         default=False, metadata={"help": "predict the target length from the encoded source (a classifier over "

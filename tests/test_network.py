@@ -318,3 +318,11 @@ def test_identity_projections_feed_the_stack_the_embeddings_themselves():
     for wrong in (dict(SMALL, identity_projections=True), dict(sizes, identity_projections=True, self_condition=True)):
         with pytest.raises(ValueError, match="--identity-projections needs"):
             DiffuSeqNetwork(NetworkConfig(**wrong), 30, 1)
+
+
+def test_the_output_bias_starts_at_zero_or_as_the_official_linear_layer():
+    """Default: 0. --uniform-output-bias: U(±1/√latent), as the official nn.Linear lm_head (issue #26)."""
+    assert torch.count_nonzero(DiffuSeqNetwork(NetworkConfig(**SMALL), 30, 1).output_bias) == 0
+    bias = DiffuSeqNetwork(NetworkConfig(**SMALL, uniform_output_bias=True), 30, 1).output_bias
+    bound = 1 / SMALL["latent_dim"] ** 0.5
+    assert torch.count_nonzero(bias) == 30 and bias.abs().max() <= bound and bias.std() > bound / 4
