@@ -15,21 +15,23 @@ times slower. A probability under e^-70 (4e-31) is 0 next to the terms it is sum
 it stays a normal number times any gradient above 3e-8.
 """
 import math
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
 import torch.nn.functional as F
 
-# Rows per block: about 8 MB of float32 logits, under glibc's largest mmap threshold (32 MB), so the
-# blocks' temporaries come back from the heap instead of from fresh pages.
+# Rows per block on a CPU: about 8 MB of float32 logits, under glibc's largest mmap threshold (32 MB), so
+# the blocks' temporaries come back from the heap instead of from fresh pages. A GPU's caching allocator
+# has no such cost, and there one block keeps the kernels few.
 _BLOCK_FLOATS = 1 << 21
 _EXPONENT_FLOOR = -70.0
 # exp(floor) as float32 rounds it, with a margin: probabilities at the floor are zeroed in backward
 _FLOOR_PROBABILITY = math.exp(_EXPONENT_FLOOR) * (1 + 1e-4)
 
 
-def _blocks(rows: int, vocabulary: int):
-    step = max(1, _BLOCK_FLOATS // max(1, vocabulary))
+def _blocks(logits: torch.Tensor):
+    rows, vocabulary = logits.shape
+    step = max(1, _BLOCK_FLOATS // max(1, vocabulary)) if logits.device.type == "cpu" else max(1, rows)
     return (slice(start, min(start + step, rows)) for start in range(0, rows, step))
 
 
@@ -39,11 +41,11 @@ class _LinearCrossEntropy(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, tokens, smoothing: float):
         logits = torch.addmm(bias, x, weight.t())
-        rows, vocabulary = logits.shape
+        rows = logits.size(0)
         # log p = (logit − peak) − log Σ exp(logit − peak), in log_softmax's order of operations
         peak = torch.empty(rows, dtype=torch.float32, device=logits.device)
         log_sum, mean = torch.empty_like(peak), torch.empty_like(peak) if smoothing else None
-        for block in _blocks(rows, vocabulary):
+        for block in _blocks(logits):
             shifted = logits[block].float()
             peak[block] = shifted.amax(-1)
             shifted = shifted - peak[block, None]
@@ -70,8 +72,8 @@ class _LinearCrossEntropy(torch.autograd.Function):
         # d/dlogits = (g_nll + g_loss)·softmax − (g_nll + (1−ε)·g_loss)·onehot − ε·g_loss/V
         softmax_scale = grad_nll + grad_loss
         target_scale = grad_nll + (1 - smoothing) * grad_loss
-        rows, vocabulary = logits.shape
-        for block in _blocks(rows, vocabulary):
+        vocabulary = logits.size(1)
+        for block in _blocks(logits):
             values = logits[block]
             grad = ((values.float() - peak[block, None]) - log_sum[block, None]).clamp_(min=_EXPONENT_FLOOR).exp_()
             F.threshold_(grad, _FLOOR_PROBABILITY, 0.0)
@@ -86,13 +88,11 @@ class _LinearCrossEntropy(torch.autograd.Function):
         return grad_x, grad_weight, grad_bias, None, None
 
 
-def vocabulary_cross_entropy(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor],
-                             tokens: torch.Tensor, smoothing: float = 0.0) -> Tuple[torch.Tensor, torch.Tensor]:
+def vocabulary_cross_entropy(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, tokens: torch.Tensor,
+                             smoothing: float = 0.0) -> Tuple[torch.Tensor, torch.Tensor]:
     """(−log p(token), (1−ε)·(−log p(token)) + ε·mean over the vocabulary of −log p), each shaped as
     ``tokens``, for p = softmax(x Wᵀ + b) with x [..., d], W [V, d], b [V]; float32, as
     ``F.cross_entropy(logits.float(), tokens, label_smoothing=ε)`` gives them."""
-    if bias is None:
-        bias = weight.new_zeros(weight.size(0))
     flat = x.reshape(-1, x.size(-1))
     nll, loss = _LinearCrossEntropy.apply(flat, weight.to(flat.dtype), bias.to(flat.dtype), tokens.reshape(-1),
                                           float(smoothing))
