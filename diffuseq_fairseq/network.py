@@ -20,8 +20,8 @@ from .length import LengthPredictor
 from .network_config import TARGET_POSITIONS, NetworkConfig
 from .network_records import Corruption, SourceContext, TrainingNoise
 from .step_sampler import LossSecondMomentSampler
-from .vocabulary_loss import vocabulary_cross_entropy
 from .transformer_stack import EncoderStack
+from .vocabulary_loss import vocabulary_cross_entropy
 
 IMPORTANCE_HISTORY = 10  # losses kept per step by the importance sampler (official value)
 LOSS_POSITIONS = ("target", "all")  # the choices of the criterion's --loss-positions, declared once

@@ -53,11 +53,13 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 mean[block] = shifted.mean(-1)
             log_sum[block] = shifted.clamp_(min=_EXPONENT_FLOOR).exp_().sum(-1).log_()
         nll = log_sum - (logits.gather(1, tokens.unsqueeze(1)).squeeze(1).float() - peak)
-        # −mean over the vocabulary of log p = log_sum − mean(logit − peak)
-        loss = nll if not smoothing else (1 - smoothing) * nll + smoothing * (log_sum - mean)
+        if smoothing:  # −mean over the vocabulary of log p = log_sum − mean(logit − peak)
+            loss = (1 - smoothing) * nll + smoothing * (log_sum - mean)
+        else:
+            loss = nll.clone()  # the two outputs must be distinct tensors
         ctx.save_for_backward(x, weight, tokens, peak, log_sum)
         ctx.logits, ctx.smoothing = logits, smoothing
-        return nll, loss.clone() if not smoothing else loss
+        return nll, loss
 
     @staticmethod
     def backward(ctx, grad_nll, grad_loss):
