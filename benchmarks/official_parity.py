@@ -10,7 +10,7 @@ Same data, model, batch, learning rate, T, schedule, seed and number of updates 
   data-bin's dictionary as its --vocab file, so both have the same tokens and the same vocabulary size;
 * model: a BERT encoder of --layers/--hidden/--heads/--ffn with the paper's 128-d embedding, T=2000,
   the sqrt schedule, the loss-aware step sampler, the official loss (mse + decoder_nll + tT over all
-  positions), Adam(W) with linear decay to 0 and no warm-up, dropout 0.1, EMA; seq_len 128;
+  positions), torch's AdamW (the plugin's --optimizer adamw) with linear decay to 0 and no warm-up, dropout 0.1, EMA; seq_len 128;
 * runs, one after the other with --threads threads each: the official code (train_tiny.py, official
   venv; it pads every pair to seq_len), the official code again with other seeds (--noise-seeds: its
   own run-to-run noise, the yardstick of every difference), the plugin padded to seq_len too
@@ -98,6 +98,9 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--uniform-output-bias", action="store_true", help="the plugin's lm_head bias initialised "
                         "as the official nn.Linear's, U(±1/√latent), instead of 0 (the plugin's --uniform-output-bias)")
+    parser.add_argument("--plugin-optimizer", choices=("adamw", "adam"), default="adamw", help="the plugin's "
+                        "optimizer: adamw is torch's AdamW, the official one; fairseq's adam adds its epsilon before "
+                        "the bias correction on a CPU, which slows the first hundreds of updates (optim.py)")
     parser.add_argument("--length-batches-row", action="store_true", help="also train the padded plugin on "
                         "fairseq's batches of similar length (--batch-order length)")
     parser.add_argument("--reuse-training", action="store_true", help="reuse the finished runs of an earlier call "
@@ -172,7 +175,7 @@ def plugin_flags(args, model: dict, padded: bool, updates: int, batch: int, save
             "--encoder-attention-heads", model["heads"], "--encoder-ffn-embed-dim", model["ffn"],
             "--latent-dim", model["latent"], "--dropout", args.dropout, "--attention-dropout", args.dropout, "--max-positions", "512",
             "--num-timesteps", args.diffusion_steps, "--noise-schedule", "sqrt", "--criterion", "diffuseq_loss",
-            "--loss-positions", "all", "--timestep-sampler", "lossaware", "--optimizer", "adam",
+            "--loss-positions", "all", "--timestep-sampler", "lossaware", "--optimizer", args.plugin_optimizer,
             "--adam-betas", "(0.9, 0.999)", "--adam-eps", "1e-08", "--weight-decay", "0", "--lr", args.lr,
             "--lr-scheduler", "polynomial_decay", "--total-num-update", updates, "--max-update", updates,
             "--batch-size", batch, "--seed", args.seed, "--store-ema", "--ema-decay", args.ema_rate, "--cpu",
@@ -337,7 +340,8 @@ def describe(args, data: dict) -> list:
         f"# model: BERT encoder {model['layers']} layers, d={model['hidden']}, {model['heads']} heads, FFN {model['ffn']}, "
         f"embedding {args.latent}; T={args.diffusion_steps}, sqrt schedule, loss-aware steps, official loss over all "
         f"positions, seq_len {args.seq_len}",
-        f"# training: {args.updates} updates of {args.batch_size} sentences, Adam(W) lr {args.lr} decayed linearly to 0, "
+        f"# training: {args.updates} updates of {args.batch_size} sentences, AdamW (plugin: --optimizer "
+        f"{args.plugin_optimizer}) lr {args.lr} decayed linearly to 0, "
         f"no warm-up, EMA {args.ema_rate}, dropout {args.dropout:g}, seed {args.seed} (the official code also with seeds "
         f"{args.seed + 1}..{args.seed + args.noise_seeds}); {args.threads} thread(s) per run, one run at "
         f"a time; diffuseq_base rows: {args.base_updates} updates of {args.base_batch_size} sentences",

@@ -15,4 +15,4 @@ if importlib.util.find_spec("fairseq") is not None:
 
     checkpoints.install()
     cli_help.install()
-    from . import criterions, models, tasks  # noqa: F401,E402  (registration side effects)
+    from . import criterions, models, optim, tasks  # noqa: F401,E402  (registration side effects)

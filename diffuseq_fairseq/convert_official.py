@@ -225,7 +225,7 @@ def fairseq_arguments(run: OfficialRun, out_dir: Path) -> List[str]:
         "--max-positions", str(state["position_embeddings.weight"].shape[0]),
         "--num-timesteps", str(args["diffusion_steps"]), "--noise-schedule", args["noise_schedule"],
         "--criterion", "diffuseq_loss", "--loss-positions", "all", "--timestep-sampler", sampler,
-        "--optimizer", "adam", "--adam-betas", "(0.9, 0.999)", "--adam-eps", "1e-08",
+        "--optimizer", "adamw", "--adam-betas", "(0.9, 0.999)", "--adam-eps", "1e-08",
         "--weight-decay", str(args.get("weight_decay", 0.0)), "--lr", str(args.get("lr", 1e-4)),
         "--lr-scheduler", "polynomial_decay", "--total-num-update", steps, "--max-update", steps,
         "--batch-size", str(args.get("batch_size", 64)), "--seed", str(args.get("seed", 1)),

@@ -120,6 +120,7 @@ def test_layers_and_run_facts_are_carried(tmp_path):
     assert (cfg.model.canvas_len_a, cfg.model.canvas_len_b) == (0, SEQ_LEN)
     assert cfg.task.token_layout == cfg.model.token_layout == "diffuseq"
     assert cfg.criterion.loss_positions == "all" and not cfg.model.learned_mean_embed
+    assert cfg.optimizer._name == "adamw" and cfg.optimizer.weight_decay == 0.0  # the official torch AdamW
 
 
 def test_bert_vocabulary_maps_cls_sep_pad_unk(tmp_path):

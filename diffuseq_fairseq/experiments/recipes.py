@@ -64,13 +64,13 @@ SHIPPED_OPTIONS = "--anchor-loss-weight 1 --rounding-loss-weight 0 --embed-norm 
 
 PAPER = Recipe(
     name="paper",
-    summary="the paper's model and optimiser (diffuseq_base, T=2000, Adam 1e-4 decayed linearly, EMA 0.9999), "
+    summary="the paper's model and optimiser (diffuseq_base, T=2000, AdamW 1e-4 decayed linearly, EMA 0.9999), "
     "the official code's loss positions, 2,000-step decoding with MBR 10",
     model="diffuseq",
     task="--task diffuseq",
     # The official batch is 2,048 sentences over 4 GPUs; --batch-size is per GPU in fairseq.
     train="--arch diffuseq_base --num-timesteps 2000 --criterion diffuseq_loss --loss-positions all "
-    "--optimizer adam --adam-betas (0.9,0.999) --lr 1e-4 --lr-scheduler polynomial_decay --total-num-update 50000 "
+    "--optimizer adamw --adam-betas (0.9,0.999) --lr 1e-4 --lr-scheduler polynomial_decay --total-num-update 50000 "
     "--batch-size 2048 --store-ema --ema-decay 0.9999",
     budget="--max-update 50000",
     decode="--sampler ddpm --diffusion-steps 2000 --mbr-candidates 10",

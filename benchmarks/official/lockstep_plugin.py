@@ -1,0 +1,184 @@
+"""Replay an official lockstep run (lockstep_official.py) through fairseq's Trainer; plugin venv.
+
+    .venv/bin/python benchmarks/official/lockstep_plugin.py --official runs/lockstep/official \\
+        --out runs/lockstep/plugin [--perturb 1e-6]
+
+The official initial weights (model000000.pt) are converted by diffuseq-convert-official, whose
+checkpoint config is the plugin's equivalent of the official run (optimizer, learning-rate decay,
+loss over all positions, the full seq_len canvas). fairseq's own Trainer then takes, update by
+update, the official batch (its tokens through the converted dictionary, split and padded as the
+criterion trains on them) with the official draws (t, z0 noise and ε, drawn again from the same
+seeds) handed to the criterion. Whatever differs between the two training loops (gradient
+normalisation, Adam, the learning-rate schedule, the tied embedding, clipping) shows as weights
+that part.
+
+Per update it records the loss terms of both sides and the learning rate each used; at each
+official snapshot, the largest and the relative distance between the plugin's weights and the
+official ones, against how far the official weights moved since the initialisation.
+``--perturb R`` adds R·|w| Gaussian noise to the initial weights: the same replay from a start
+that differs at float level, the yardstick of how much two identical computations drift apart.
+"""
+import argparse
+import json
+import math
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare_gradients import padded  # noqa: E402
+from compare_dump import fairseq_ids  # noqa: E402
+from lockstep_official import draws  # noqa: E402
+
+from diffuseq_fairseq.convert_official import convert  # noqa: E402
+from diffuseq_fairseq.network import TrainingNoise  # noqa: E402
+
+
+def build_trainer(checkpoint: Path, optimizer: str = None):
+    """(trainer, dictionary) from the converted checkpoint's own training config, on the CPU;
+    ``optimizer`` "adam" swaps its optimizer for fairseq's Adam with the same settings."""
+    from fairseq import checkpoint_utils, tasks
+    from fairseq.trainer import Trainer
+    from omegaconf import OmegaConf, open_dict
+
+    state = checkpoint_utils.load_checkpoint_to_cpu(str(checkpoint))
+    cfg = state["cfg"]
+    if optimizer == "adam":
+        with open_dict(cfg):
+            cfg.optimizer = OmegaConf.create({**OmegaConf.to_container(cfg.optimizer), "_name": "adam",
+                                              "use_old_adam": False, "fp16_adam_stats": False, "tpu": False})
+    cfg.common.cpu = True
+    cfg.task.data = str(checkpoint.parent)
+    cfg.dataset.num_workers = 0
+    task = tasks.setup_task(cfg.task)
+    model = task.build_model(cfg.model)
+    model.load_state_dict(state["model"], strict=True)
+    criterion = task.build_criterion(cfg.criterion)
+    return Trainer(cfg, task, model, criterion), task.target_dictionary
+
+
+def fairseq_sample(ids: torch.Tensor, mask: torch.Tensor, lookup: torch.Tensor, pad: int):
+    """The official rows as a fairseq sample (source, then the rest of the row as the target canvas)
+    and the row lengths the official noises are split at."""
+    tokens = lookup[ids]
+    lengths = (mask == 0).sum(1)
+    rows = range(tokens.size(0))
+    src = padded([tokens[r, :lengths[r]] for r in rows], int(lengths.max()), pad)
+    target = padded([tokens[r, lengths[r]:] for r in rows], int((tokens.size(1) - lengths).max()), pad)
+    sample = {"id": torch.arange(tokens.size(0)), "nsentences": tokens.size(0), "ntokens": int(target.ne(pad).sum()),
+              "net_input": {"src_tokens": src, "src_lengths": lengths}, "target": target}
+    return sample, lengths
+
+
+def split_noise(noise: torch.Tensor, lengths: torch.Tensor):
+    """[B, L, d] official noise as (source part, target part), right-padded as the sample."""
+    rows = range(noise.size(0))
+    return (padded([noise[r, :lengths[r]] for r in rows], int(lengths.max())),
+            padded([noise[r, lengths[r]:] for r in rows], int((noise.size(1) - lengths).max())))
+
+
+def hand_draws(criterion, t, noise):
+    """Make the criterion take the given draws on its next training call."""
+    draws_of = criterion._draws
+
+    def given(model, sample, canvas, width):
+        _, _, _, sampler = draws_of(model, sample, canvas, width)
+        return t, torch.ones_like(t, dtype=torch.float), noise, sampler
+
+    criterion._draws = given
+
+
+def capture_terms(criterion, captured: list):
+    forward = criterion.forward
+
+    def recorded(model, sample, reduce=True):
+        loss, size, logging = forward(model, sample, reduce)
+        captured.append({key: float(logging[key]) / size for key in ("loss", "mse", "rounding_nll", "tT", "anchor_nll")})
+        return loss, size, logging
+
+    criterion.forward = recorded
+
+
+def weights_of(official: Path, update: int, work: Path) -> dict:
+    converted = convert(official / f"model{update:06d}.pt", work / f"converted_{update}")["checkpoint"]
+    return torch.load(converted, weights_only=False)["model"]
+
+
+def distance(plugin: dict, official: dict, start: dict) -> dict:
+    """How far the plugin's parameters are from the official ones, against how far those moved."""
+    gap = moved = 0.0
+    worst = (0.0, "")
+    for name, mine in plugin.items():
+        value = official[name]
+        diff = (mine.detach().double() - value.double())
+        step = (value.double() - start[name].double())
+        gap, moved = gap + float(diff.pow(2).sum()), moved + float(step.pow(2).sum())
+        scale = float(step.abs().max())
+        ratio = float(diff.abs().max()) / scale if scale else float(diff.abs().max())
+        if ratio > worst[0]:
+            worst = (ratio, name)
+    return {"relative_l2": math.sqrt(gap) / math.sqrt(moved) if moved else math.sqrt(gap),
+            "moved_l2": math.sqrt(moved), "worst_max_ratio": worst[0], "worst_parameter": worst[1]}
+
+
+def replay(official: Path, out: Path, optimizer: str = "adamw", perturb: float = 0.0, perturb_seed: int = 0) -> list:
+    """Replay the official lockstep run in ``official``; one row per update (see the module docstring)."""
+    out.mkdir(parents=True, exist_ok=True)
+    record = torch.load(official / "lockstep.pt", weights_only=False)
+    snapshots = sorted(int(p.stem[5:]) for p in official.glob("model*.pt"))
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        work = Path(work)
+        start = weights_of(official, 0, work)
+        init = convert(official / "model000000.pt", out / "converted_init")["checkpoint"]
+        trainer, dictionary = build_trainer(Path(init), optimizer)
+        if perturb:
+            generator = torch.Generator().manual_seed(perturb_seed)
+            with torch.no_grad():
+                for p in trainer.model.parameters():
+                    p.add_(perturb * p.abs() * torch.randn(p.shape, generator=generator))
+        official_tokens = json.loads((official / "vocab.json").read_text())
+        tokens = [token for token, _ in sorted(official_tokens.items(), key=lambda item: item[1])]
+        lookup = fairseq_ids(tokens, False, dictionary)
+        criterion, captured = trainer.criterion, []
+        capture_terms(criterion, captured)
+        latent = trainer.model.network.cfg.latent_dim
+        steps = trainer.model.network.cfg.num_timesteps
+        for update, official_update in enumerate(record["updates"]):
+            ids, mask = official_update["input_ids"], official_update["input_mask"]
+            t, z0_noise, epsilon = draws(record["draw_seed"] + update, ids.shape[0], ids.shape[1], latent, steps)
+            if not torch.equal(t, official_update["t"]) or not math.isclose(
+                    float(z0_noise.double().sum() + epsilon.double().sum()), official_update["noise_checksum"], rel_tol=1e-12):
+                raise SystemExit(f"update {update}: the draws differ from the official run's (another torch?)")
+            sample, lengths = fairseq_sample(ids, mask, lookup, dictionary.pad())
+            source_z0, target_z0 = split_noise(z0_noise, lengths)
+            hand_draws(criterion, t, TrainingNoise(source_z0, target_z0, split_noise(epsilon, lengths)[1]))
+            lr = trainer.get_lr()
+            trainer.train_step([sample])
+            row = {"update": update + 1, "official": official_update["terms"], "plugin": captured[-1],
+                   "lr_official": official_update["lr"], "lr_plugin": lr}
+            if update + 1 in snapshots:
+                row["weights"] = distance(dict(trainer.model.named_parameters()), weights_of(official, update + 1, work), start)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    (out / "lockstep.json").write_text(json.dumps({"perturb": perturb, "optimizer": optimizer, "updates": rows},
+                                                  indent=1) + "\n")
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--official", required=True, type=Path, help="folder written by lockstep_official.py")
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--optimizer", choices=("adamw", "adam"), default="adamw", help="adamw: the converted "
+                        "config's (torch's AdamW, as the official code); adam: fairseq's Adam with the same settings")
+    parser.add_argument("--perturb", type=float, default=0.0, help="relative Gaussian noise on the initial weights")
+    parser.add_argument("--perturb-seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    replay(args.official, args.out, args.optimizer, args.perturb, args.perturb_seed)
+
+
+if __name__ == "__main__":
+    main()
