@@ -36,10 +36,12 @@ from diffuseq_fairseq.convert_official import convert  # noqa: E402
 from diffuseq_fairseq.network import TrainingNoise  # noqa: E402
 
 
-def build_trainer(checkpoint: Path, optimizer: str = None):
+def build_trainer(checkpoint: Path, optimizer: str = None, own_init: bool = False):
     """(trainer, dictionary) from the converted checkpoint's own training config, on the CPU;
-    ``optimizer`` "adam" swaps its optimizer for fairseq's Adam with the same settings."""
-    from fairseq import checkpoint_utils, tasks
+    ``optimizer`` "adam" swaps its optimizer for fairseq's Adam with the same settings; ``own_init``
+    keeps the plugin's initialisation (as fairseq-train draws it under the config's seed) instead of
+    loading the checkpoint's weights."""
+    from fairseq import checkpoint_utils, tasks, utils
     from fairseq.trainer import Trainer
     from omegaconf import OmegaConf, open_dict
 
@@ -53,8 +55,10 @@ def build_trainer(checkpoint: Path, optimizer: str = None):
     cfg.task.data = str(checkpoint.parent)
     cfg.dataset.num_workers = 0
     task = tasks.setup_task(cfg.task)
+    utils.set_torch_seed(cfg.common.seed)  # as fairseq-train, before it builds the model
     model = task.build_model(cfg.model)
-    model.load_state_dict(state["model"], strict=True)
+    if not own_init:
+        model.load_state_dict(state["model"], strict=True)
     criterion = task.build_criterion(cfg.criterion)
     return Trainer(cfg, task, model, criterion), task.target_dictionary
 
@@ -90,6 +94,17 @@ def hand_draws(criterion, t, noise):
     criterion._draws = given
 
 
+def hand_official_draws(criterion, seed: int, official_update: dict, lengths: torch.Tensor, latent: int, steps: int):
+    """Draw the official update's t and noises again from its seed (checked against the record) and
+    hand them to the criterion, split at each row's source length."""
+    t, z0_noise, epsilon = draws(seed, lengths.numel(), official_update["input_ids"].shape[1], latent, steps)
+    if not torch.equal(t, official_update["t"]) or not math.isclose(
+            float(z0_noise.double().sum() + epsilon.double().sum()), official_update["noise_checksum"], rel_tol=1e-12):
+        raise SystemExit("the draws differ from the official run's (another torch?)")
+    source_z0, target_z0 = split_noise(z0_noise, lengths)
+    hand_draws(criterion, t, TrainingNoise(source_z0, target_z0, split_noise(epsilon, lengths)[1]))
+
+
 def capture_terms(criterion, captured: list):
     forward = criterion.forward
 
@@ -123,8 +138,11 @@ def distance(plugin: dict, official: dict, start: dict) -> dict:
             "moved_l2": math.sqrt(moved), "worst_max_ratio": worst[0], "worst_parameter": worst[1]}
 
 
-def replay(official: Path, out: Path, optimizer: str = "adamw", perturb: float = 0.0, perturb_seed: int = 0) -> list:
-    """Replay the official lockstep run in ``official``; one row per update (see the module docstring)."""
+def replay(official: Path, out: Path, optimizer: str = "adamw", perturb: float = 0.0, perturb_seed: int = 0,
+           own_init: bool = False, own_draws: bool = False) -> list:
+    """Replay the official lockstep run in ``official``; one row per update (see the module docstring).
+    ``own_init``: from the plugin's own initialisation; ``own_draws``: t and the noises drawn by the
+    criterion itself (fairseq's RNG), only the batches replayed. Either one leaves the weights uncompared."""
     out.mkdir(parents=True, exist_ok=True)
     record = torch.load(official / "lockstep.pt", weights_only=False)
     snapshots = sorted(int(p.stem[5:]) for p in official.glob("model*.pt"))
@@ -133,7 +151,7 @@ def replay(official: Path, out: Path, optimizer: str = "adamw", perturb: float =
         work = Path(work)
         start = weights_of(official, 0, work)
         init = convert(official / "model000000.pt", out / "converted_init")["checkpoint"]
-        trainer, dictionary = build_trainer(Path(init), optimizer)
+        trainer, dictionary = build_trainer(Path(init), optimizer, own_init)
         if perturb:
             generator = torch.Generator().manual_seed(perturb_seed)
             with torch.no_grad():
@@ -148,23 +166,19 @@ def replay(official: Path, out: Path, optimizer: str = "adamw", perturb: float =
         steps = trainer.model.network.cfg.num_timesteps
         for update, official_update in enumerate(record["updates"]):
             ids, mask = official_update["input_ids"], official_update["input_mask"]
-            t, z0_noise, epsilon = draws(record["draw_seed"] + update, ids.shape[0], ids.shape[1], latent, steps)
-            if not torch.equal(t, official_update["t"]) or not math.isclose(
-                    float(z0_noise.double().sum() + epsilon.double().sum()), official_update["noise_checksum"], rel_tol=1e-12):
-                raise SystemExit(f"update {update}: the draws differ from the official run's (another torch?)")
             sample, lengths = fairseq_sample(ids, mask, lookup, dictionary.pad())
-            source_z0, target_z0 = split_noise(z0_noise, lengths)
-            hand_draws(criterion, t, TrainingNoise(source_z0, target_z0, split_noise(epsilon, lengths)[1]))
+            if not own_draws:
+                hand_official_draws(criterion, record["draw_seed"] + update, official_update, lengths, latent, steps)
             lr = trainer.get_lr()
             trainer.train_step([sample])
             row = {"update": update + 1, "official": official_update["terms"], "plugin": captured[-1],
                    "lr_official": official_update["lr"], "lr_plugin": lr}
-            if update + 1 in snapshots:
+            if update + 1 in snapshots and not (own_init or own_draws):
                 row["weights"] = distance(dict(trainer.model.named_parameters()), weights_of(official, update + 1, work), start)
             rows.append(row)
             print(json.dumps(row), flush=True)
-    (out / "lockstep.json").write_text(json.dumps({"perturb": perturb, "optimizer": optimizer, "updates": rows},
-                                                  indent=1) + "\n")
+    (out / "lockstep.json").write_text(json.dumps({"perturb": perturb, "optimizer": optimizer, "own_init": own_init,
+                                                   "own_draws": own_draws, "updates": rows}, indent=1) + "\n")
     return rows
 
 
@@ -176,8 +190,10 @@ def main(argv=None):
                         "config's (torch's AdamW, as the official code); adam: fairseq's Adam with the same settings")
     parser.add_argument("--perturb", type=float, default=0.0, help="relative Gaussian noise on the initial weights")
     parser.add_argument("--perturb-seed", type=int, default=0)
+    parser.add_argument("--own-init", action="store_true", help="start from the plugin's own initialisation")
+    parser.add_argument("--own-draws", action="store_true", help="let the criterion draw t and the noises itself")
     args = parser.parse_args(argv)
-    replay(args.official, args.out, args.optimizer, args.perturb, args.perturb_seed)
+    replay(args.official, args.out, args.optimizer, args.perturb, args.perturb_seed, args.own_init, args.own_draws)
 
 
 if __name__ == "__main__":
