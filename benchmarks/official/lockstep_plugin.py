@@ -36,7 +36,7 @@ from diffuseq_fairseq.convert_official import convert  # noqa: E402
 from diffuseq_fairseq.network import TrainingNoise  # noqa: E402
 
 
-def build_trainer(checkpoint: Path, optimizer: str = None, own_init: bool = False):
+def build_trainer(checkpoint: Path, optimizer: str = None, own_init: bool = False, seed: int = None):
     """(trainer, dictionary) from the converted checkpoint's own training config, on the CPU;
     ``optimizer`` "adam" swaps its optimizer for fairseq's Adam with the same settings; ``own_init``
     keeps the plugin's initialisation (as fairseq-train draws it under the config's seed) instead of
@@ -52,6 +52,8 @@ def build_trainer(checkpoint: Path, optimizer: str = None, own_init: bool = Fals
             cfg.optimizer = OmegaConf.create({**OmegaConf.to_container(cfg.optimizer), "_name": "adam",
                                               "use_old_adam": False, "fp16_adam_stats": False, "tpu": False})
     cfg.common.cpu = True
+    if seed is not None:
+        cfg.common.seed = seed
     cfg.task.data = str(checkpoint.parent)
     cfg.dataset.num_workers = 0
     task = tasks.setup_task(cfg.task)
@@ -94,12 +96,13 @@ def hand_draws(criterion, t, noise):
     criterion._draws = given
 
 
-def hand_official_draws(criterion, seed: int, official_update: dict, lengths: torch.Tensor, latent: int, steps: int):
-    """Draw the official update's t and noises again from its seed (checked against the record) and
-    hand them to the criterion, split at each row's source length."""
+def hand_official_draws(criterion, seed: int, official_update: dict, lengths: torch.Tensor, latent: int, steps: int,
+                        check: bool = True):
+    """Draw the official update's t and noises again from its seed (checked against the record unless
+    ``check`` is False: another seed) and hand them to the criterion, split at each row's source length."""
     t, z0_noise, epsilon = draws(seed, lengths.numel(), official_update["input_ids"].shape[1], latent, steps)
-    if not torch.equal(t, official_update["t"]) or not math.isclose(
-            float(z0_noise.double().sum() + epsilon.double().sum()), official_update["noise_checksum"], rel_tol=1e-12):
+    if check and (not torch.equal(t, official_update["t"]) or not math.isclose(
+            float(z0_noise.double().sum() + epsilon.double().sum()), official_update["noise_checksum"], rel_tol=1e-12)):
         raise SystemExit("the draws differ from the official run's (another torch?)")
     source_z0, target_z0 = split_noise(z0_noise, lengths)
     hand_draws(criterion, t, TrainingNoise(source_z0, target_z0, split_noise(epsilon, lengths)[1]))
@@ -139,10 +142,12 @@ def distance(plugin: dict, official: dict, start: dict) -> dict:
 
 
 def replay(official: Path, out: Path, optimizer: str = "adamw", perturb: float = 0.0, perturb_seed: int = 0,
-           own_init: bool = False, own_draws: bool = False) -> list:
+           own_init: bool = False, own_draws: bool = False, draw_seed: int = None, seed: int = None) -> list:
     """Replay the official lockstep run in ``official``; one row per update (see the module docstring).
     ``own_init``: from the plugin's own initialisation; ``own_draws``: t and the noises drawn by the
-    criterion itself (fairseq's RNG), only the batches replayed. Either one leaves the weights uncompared."""
+    criterion itself (fairseq's RNG), only the batches replayed. ``draw_seed``: the official rule's draws from
+    another seed; ``seed``: fairseq's --seed (its RNG, and the plugin's initialisation under ``own_init``).
+    Any of these leaves the weights uncompared."""
     out.mkdir(parents=True, exist_ok=True)
     record = torch.load(official / "lockstep.pt", weights_only=False)
     snapshots = sorted(int(p.stem[5:]) for p in official.glob("model*.pt"))
@@ -151,7 +156,7 @@ def replay(official: Path, out: Path, optimizer: str = "adamw", perturb: float =
         work = Path(work)
         start = weights_of(official, 0, work)
         init = convert(official / "model000000.pt", out / "converted_init")["checkpoint"]
-        trainer, dictionary = build_trainer(Path(init), optimizer, own_init)
+        trainer, dictionary = build_trainer(Path(init), optimizer, own_init, seed)
         if perturb:
             generator = torch.Generator().manual_seed(perturb_seed)
             with torch.no_grad():
@@ -168,17 +173,19 @@ def replay(official: Path, out: Path, optimizer: str = "adamw", perturb: float =
             ids, mask = official_update["input_ids"], official_update["input_mask"]
             sample, lengths = fairseq_sample(ids, mask, lookup, dictionary.pad())
             if not own_draws:
-                hand_official_draws(criterion, record["draw_seed"] + update, official_update, lengths, latent, steps)
+                base = record["draw_seed"] if draw_seed is None else draw_seed
+                hand_official_draws(criterion, base + update, official_update, lengths, latent, steps, draw_seed is None)
             lr = trainer.get_lr()
             trainer.train_step([sample])
             row = {"update": update + 1, "official": official_update["terms"], "plugin": captured[-1],
                    "lr_official": official_update["lr"], "lr_plugin": lr}
-            if update + 1 in snapshots and not (own_init or own_draws):
+            if update + 1 in snapshots and not (own_init or own_draws or draw_seed is not None or seed is not None):
                 row["weights"] = distance(dict(trainer.model.named_parameters()), weights_of(official, update + 1, work), start)
             rows.append(row)
             print(json.dumps(row), flush=True)
     (out / "lockstep.json").write_text(json.dumps({"perturb": perturb, "optimizer": optimizer, "own_init": own_init,
-                                                   "own_draws": own_draws, "updates": rows}, indent=1) + "\n")
+                                                   "own_draws": own_draws, "draw_seed": draw_seed, "seed": seed,
+                                                   "updates": rows}, indent=1) + "\n")
     return rows
 
 
@@ -192,8 +199,11 @@ def main(argv=None):
     parser.add_argument("--perturb-seed", type=int, default=0)
     parser.add_argument("--own-init", action="store_true", help="start from the plugin's own initialisation")
     parser.add_argument("--own-draws", action="store_true", help="let the criterion draw t and the noises itself")
+    parser.add_argument("--draw-seed", type=int, help="hand in the official rule's draws from this seed instead")
+    parser.add_argument("--seed", type=int, help="fairseq's --seed instead of the official run's")
     args = parser.parse_args(argv)
-    replay(args.official, args.out, args.optimizer, args.perturb, args.perturb_seed, args.own_init, args.own_draws)
+    replay(args.official, args.out, args.optimizer, args.perturb, args.perturb_seed, args.own_init, args.own_draws,
+           args.draw_seed, args.seed)
 
 
 if __name__ == "__main__":
