@@ -142,12 +142,14 @@ def distance(plugin: dict, official: dict, start: dict) -> dict:
 
 
 def replay(official: Path, out: Path, optimizer: str = "adamw", perturb: float = 0.0, perturb_seed: int = 0,
-           own_init: bool = False, own_draws: bool = False, draw_seed: int = None, seed: int = None) -> list:
+           own_init: bool = False, own_draws: bool = False, draw_seed: int = None, seed: int = None,
+           init_from: Path = None) -> list:
     """Replay the official lockstep run in ``official``; one row per update (see the module docstring).
     ``own_init``: from the plugin's own initialisation; ``own_draws``: t and the noises drawn by the
     criterion itself (fairseq's RNG), only the batches replayed. ``draw_seed``: the official rule's draws from
-    another seed; ``seed``: fairseq's --seed (its RNG, and the plugin's initialisation under ``own_init``).
-    Any of these leaves the weights uncompared."""
+    another seed; ``seed``: fairseq's --seed (its RNG, and the plugin's initialisation under ``own_init``);
+    ``init_from``: another official initialisation (an official state dict with the run's training_args.json and
+    vocab.json beside it). Any of these leaves the weights uncompared."""
     out.mkdir(parents=True, exist_ok=True)
     record = torch.load(official / "lockstep.pt", weights_only=False)
     snapshots = sorted(int(p.stem[5:]) for p in official.glob("model*.pt"))
@@ -155,7 +157,7 @@ def replay(official: Path, out: Path, optimizer: str = "adamw", perturb: float =
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
         start = weights_of(official, 0, work)
-        init = convert(official / "model000000.pt", out / "converted_init")["checkpoint"]
+        init = convert(init_from or official / "model000000.pt", out / "converted_init")["checkpoint"]
         trainer, dictionary = build_trainer(Path(init), optimizer, own_init, seed)
         if perturb:
             generator = torch.Generator().manual_seed(perturb_seed)
@@ -179,12 +181,14 @@ def replay(official: Path, out: Path, optimizer: str = "adamw", perturb: float =
             trainer.train_step([sample])
             row = {"update": update + 1, "official": official_update["terms"], "plugin": captured[-1],
                    "lr_official": official_update["lr"], "lr_plugin": lr}
-            if update + 1 in snapshots and not (own_init or own_draws or draw_seed is not None or seed is not None):
+            if update + 1 in snapshots and not (own_init or own_draws or draw_seed is not None or seed is not None
+                                             or init_from is not None):
                 row["weights"] = distance(dict(trainer.model.named_parameters()), weights_of(official, update + 1, work), start)
             rows.append(row)
             print(json.dumps(row), flush=True)
     (out / "lockstep.json").write_text(json.dumps({"perturb": perturb, "optimizer": optimizer, "own_init": own_init,
                                                    "own_draws": own_draws, "draw_seed": draw_seed, "seed": seed,
+                                                   "init_from": None if init_from is None else str(init_from),
                                                    "updates": rows}, indent=1) + "\n")
     return rows
 
@@ -201,9 +205,10 @@ def main(argv=None):
     parser.add_argument("--own-draws", action="store_true", help="let the criterion draw t and the noises itself")
     parser.add_argument("--draw-seed", type=int, help="hand in the official rule's draws from this seed instead")
     parser.add_argument("--seed", type=int, help="fairseq's --seed instead of the official run's")
+    parser.add_argument("--init-from", type=Path, help="start from this official initialisation instead")
     args = parser.parse_args(argv)
     replay(args.official, args.out, args.optimizer, args.perturb, args.perturb_seed, args.own_init, args.own_draws,
-           args.draw_seed, args.seed)
+           args.draw_seed, args.seed, args.init_from)
 
 
 if __name__ == "__main__":
