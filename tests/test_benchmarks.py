@@ -93,6 +93,31 @@ def test_official_parity_gives_both_sides_the_same_dropout():
     assert parity.parse_args([]).dropout == 0.1  # the official code's default
 
 
+def test_official_parity_trains_the_plugin_with_the_official_optimizer():
+    parity = load("official_parity")
+    for argv, optimizer in (([], "adamw"), (["--plugin-optimizer", "adam"], "adam")):
+        args = parity.parse_args(argv)
+        flags = [str(flag) for flag in parity.plugin_flags(args, parity.sizes(args, False), True, 60, 64, REPO / "o")]
+        assert flags[flags.index("--optimizer") + 1] == optimizer
+
+
+def test_lockstep_table_windows_and_weight_distances(tmp_path):
+    spec = importlib.util.spec_from_file_location("lockstep_table", BENCHMARKS / "official" / "lockstep_table.py")
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    updates = [{"update": k, "official": {"loss": 1.0, "nll": 10.0 - k}, "plugin": {"loss": 1.0 + 0.01 * k, "anchor_nll": 10.0}}
+               for k in range(1, 5)]
+    updates[1]["weights"] = {"relative_l2": 2e-6, "worst_max_ratio": 3e-4, "worst_parameter": "network.output_bias"}
+    path = tmp_path / "lockstep.json"
+    path.write_text(json.dumps({"optimizer": "adamw", "perturb": 0, "own_draws": True, "updates": updates}))
+    text = table.table([path], window=2)
+    assert "--optimizer adamw, own draws" in text
+    # Windows of two updates: mean losses, the largest relative difference (update 4: 0.04), mean NLLs.
+    assert "| 1–2 | 1.0000 | 1.0150 | 2.0e-02 | 8.50 | 10.00 |" in text
+    assert "| 3–4 | 1.0000 | 1.0350 | 4.0e-02 | 6.50 | 10.00 |" in text
+    assert "| 2 | 2.00e-06 | 3.00e-04 | network.output_bias |" in text
+
+
 def test_shown_floor_grid_reads_the_old_scripts_variables(monkeypatch):
     floor = load("shown_floor")
     jobs = floor.grid("none 0.95", "s1:--mbr-candidates 1;mbr10:--mbr-candidates 10")
