@@ -48,12 +48,50 @@ def table(replays: list, window: int) -> str:
     return "\n".join(lines)
 
 
+def variant(replay: dict) -> str:
+    """What a replay changed from the exact lockstep (the official initialisation, batches and draws)."""
+    parts = [f"--optimizer {replay['optimizer']}"]
+    seed = "the official run's" if replay.get("seed") is None else replay["seed"]
+    if replay.get("init_from"):
+        parts.append(f"official init {Path(replay['init_from']).parent.name}")
+    if replay.get("own_init"):
+        parts.append(f"plugin init (seed {seed})")
+    if replay.get("own_draws"):
+        parts.append(f"plugin's own draws (fairseq seed {seed})")
+    if replay.get("draw_seed") is not None:
+        parts.append(f"official-rule draws, seed {replay['draw_seed']}")
+    if replay.get("perturb"):
+        parts.append(f"perturbed {replay['perturb']:g}")
+    return ", ".join(parts)
+
+
+def summary(replays: list, window: int) -> str:
+    """One row per replay: its x̂0 NLL per window of updates (the breakthrough shows as the fall from about 11
+    to about 3) and its last window's loss; the official run's row first."""
+    loaded = [json.loads(Path(path).read_text()) for path in replays]
+    count = len(loaded[0]["updates"])
+    starts = range(0, count, window)
+    head = " | ".join(f"NLL {s + 1}–{min(s + window, count)}" for s in starts)
+    lines = [f"| run | {head} | loss {count - window + 1}–{count} |", "|---" * (len(starts) + 2) + "|"]
+
+    def row(label, updates, side, key):
+        nll = " | ".join(f"{sum(u[side][key] for u in updates[s:s + window]) / len(updates[s:s + window]):.2f}"
+                         for s in starts)
+        last = updates[-window:]
+        return f"| {label} | {nll} | {sum(u[side]['loss'] for u in last) / len(last):.4f} |"
+
+    lines.append(row("official (lockstep run)", loaded[0]["updates"], "official", "nll"))
+    lines += [row(f"plugin, {variant(replay)}", replay["updates"], "plugin", "anchor_nll") for replay in loaded]
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("replays", nargs="+", type=Path, help="lockstep.json files written by lockstep_plugin.py")
     parser.add_argument("--window", type=int, default=10)
+    parser.add_argument("--summary", action="store_true", help="one row of x̂0 NLL per window for each replay instead")
     args = parser.parse_args(argv)
-    print(table(args.replays, args.window))
+    print(summary(args.replays, args.window) if args.summary else table(args.replays, args.window))
 
 
 if __name__ == "__main__":
