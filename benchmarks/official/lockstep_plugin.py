@@ -78,6 +78,27 @@ def fairseq_sample(ids: torch.Tensor, mask: torch.Tensor, lookup: torch.Tensor, 
     return sample, lengths
 
 
+def fairseq_batches(trainer, data_bin: Path, source_lang: str, target_lang: str, batch_size: int, seed: int):
+    """The training batches fairseq-train draws from ``data_bin`` under --batch-order random and --seed ``seed``
+    (the converted config's task on the data-bin, whose dictionary must be the converted one)."""
+    import copy
+
+    from fairseq import tasks
+    from omegaconf import open_dict
+
+    cfg = copy.deepcopy(trainer.cfg.task)
+    with open_dict(cfg):
+        cfg.data, cfg.source_lang, cfg.target_lang, cfg.batch_order = str(data_bin), source_lang, target_lang, "random"
+    task = tasks.setup_task(cfg)
+    if [task.source_dictionary[i] for i in range(len(task.source_dictionary))] != \
+            [trainer.task.source_dictionary[i] for i in range(len(trainer.task.source_dictionary))]:
+        raise SystemExit(f"{data_bin}: its dictionary is not the converted one")
+    task.load_dataset("train")
+    iterator = task.get_batch_iterator(dataset=task.dataset("train"), max_sentences=batch_size, seed=seed, epoch=1,
+                                       max_positions=None, ignore_invalid_inputs=True, num_workers=0)
+    return iter(iterator.next_epoch_itr(shuffle=True))
+
+
 def split_noise(noise: torch.Tensor, lengths: torch.Tensor):
     """[B, L, d] official noise as (source part, target part), right-padded as the sample."""
     rows = range(noise.size(0))
@@ -97,10 +118,11 @@ def hand_draws(criterion, t, noise):
 
 
 def hand_official_draws(criterion, seed: int, official_update: dict, lengths: torch.Tensor, latent: int, steps: int,
-                        check: bool = True):
+                        check: bool = True, seq_len: int = None):
     """Draw the official update's t and noises again from its seed (checked against the record unless
-    ``check`` is False: another seed) and hand them to the criterion, split at each row's source length."""
-    t, z0_noise, epsilon = draws(seed, lengths.numel(), official_update["input_ids"].shape[1], latent, steps)
+    ``check`` is False: another seed or batch) and hand them to the criterion, split at each row's source length."""
+    seq_len = official_update["input_ids"].shape[1] if seq_len is None else seq_len
+    t, z0_noise, epsilon = draws(seed, lengths.numel(), seq_len, latent, steps)
     if check and (not torch.equal(t, official_update["t"]) or not math.isclose(
             float(z0_noise.double().sum() + epsilon.double().sum()), official_update["noise_checksum"], rel_tol=1e-12)):
         raise SystemExit("the draws differ from the official run's (another torch?)")
@@ -143,13 +165,15 @@ def distance(plugin: dict, official: dict, start: dict) -> dict:
 
 def replay(official: Path, out: Path, optimizer: str = "adamw", perturb: float = 0.0, perturb_seed: int = 0,
            own_init: bool = False, own_draws: bool = False, draw_seed: int = None, seed: int = None,
-           init_from: Path = None) -> list:
+           init_from: Path = None, batches_from: Path = None, batch_seed: int = None, langs=("de", "en")) -> list:
     """Replay the official lockstep run in ``official``; one row per update (see the module docstring).
     ``own_init``: from the plugin's own initialisation; ``own_draws``: t and the noises drawn by the
     criterion itself (fairseq's RNG), only the batches replayed. ``draw_seed``: the official rule's draws from
     another seed; ``seed``: fairseq's --seed (its RNG, and the plugin's initialisation under ``own_init``);
     ``init_from``: another official initialisation (an official state dict with the run's training_args.json and
-    vocab.json beside it). Any of these leaves the weights uncompared."""
+    vocab.json beside it); ``batches_from``: a data-bin (with the converted dictionary), whose training batches
+    fairseq-train would draw under --batch-order random and --seed ``batch_seed`` replace the official ones (the
+    draws then follow the official rule for their shapes). Any of these leaves the weights uncompared."""
     out.mkdir(parents=True, exist_ok=True)
     record = torch.load(official / "lockstep.pt", weights_only=False)
     snapshots = sorted(int(p.stem[5:]) for p in official.glob("model*.pt"))
@@ -171,24 +195,34 @@ def replay(official: Path, out: Path, optimizer: str = "adamw", perturb: float =
         capture_terms(criterion, captured)
         latent = trainer.model.network.cfg.latent_dim
         steps = trainer.model.network.cfg.num_timesteps
+        batches = None
+        if batches_from is not None:
+            batches = fairseq_batches(trainer, batches_from, *langs,
+                                      record["updates"][0]["input_ids"].shape[0], batch_seed)
         for update, official_update in enumerate(record["updates"]):
             ids, mask = official_update["input_ids"], official_update["input_mask"]
             sample, lengths = fairseq_sample(ids, mask, lookup, dictionary.pad())
+            if batches is not None:
+                sample = next(batches)
+                lengths = sample["net_input"]["src_lengths"]
             if not own_draws:
                 base = record["draw_seed"] if draw_seed is None else draw_seed
-                hand_official_draws(criterion, base + update, official_update, lengths, latent, steps, draw_seed is None)
+                hand_official_draws(criterion, base + update, official_update, lengths, latent, steps,
+                                    draw_seed is None and batches is None, ids.shape[1])
             lr = trainer.get_lr()
             trainer.train_step([sample])
             row = {"update": update + 1, "official": official_update["terms"], "plugin": captured[-1],
                    "lr_official": official_update["lr"], "lr_plugin": lr}
             if update + 1 in snapshots and not (own_init or own_draws or draw_seed is not None or seed is not None
-                                             or init_from is not None):
+                                             or init_from is not None or batches is not None):
                 row["weights"] = distance(dict(trainer.model.named_parameters()), weights_of(official, update + 1, work), start)
             rows.append(row)
             print(json.dumps(row), flush=True)
     (out / "lockstep.json").write_text(json.dumps({"perturb": perturb, "optimizer": optimizer, "own_init": own_init,
                                                    "own_draws": own_draws, "draw_seed": draw_seed, "seed": seed,
                                                    "init_from": None if init_from is None else str(init_from),
+                                                   "batches_from": None if batches_from is None else str(batches_from),
+                                                   "batch_seed": batch_seed,
                                                    "updates": rows}, indent=1) + "\n")
     return rows
 
@@ -206,9 +240,12 @@ def main(argv=None):
     parser.add_argument("--draw-seed", type=int, help="hand in the official rule's draws from this seed instead")
     parser.add_argument("--seed", type=int, help="fairseq's --seed instead of the official run's")
     parser.add_argument("--init-from", type=Path, help="start from this official initialisation instead")
+    parser.add_argument("--batches-from", type=Path, help="a data-bin: train on fairseq's own batches of it instead")
+    parser.add_argument("--batch-seed", type=int, default=102, help="fairseq's --seed for --batches-from")
+    parser.add_argument("--langs", nargs=2, default=("de", "en"), help="source and target language of --batches-from")
     args = parser.parse_args(argv)
     replay(args.official, args.out, args.optimizer, args.perturb, args.perturb_seed, args.own_init, args.own_draws,
-           args.draw_seed, args.seed, args.init_from)
+           args.draw_seed, args.seed, args.init_from, args.batches_from, args.batch_seed, tuple(args.langs))
 
 
 if __name__ == "__main__":

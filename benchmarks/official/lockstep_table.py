@@ -60,6 +60,8 @@ def variant(replay: dict) -> str:
         parts.append(f"plugin's own draws (fairseq seed {seed})")
     if replay.get("draw_seed") is not None:
         parts.append(f"official-rule draws, seed {replay['draw_seed']}")
+    if replay.get("batches_from"):
+        parts.append(f"fairseq's batches (--batch-order random, seed {replay.get('batch_seed')})")
     if replay.get("perturb"):
         parts.append(f"perturbed {replay['perturb']:g}")
     return ", ".join(parts)
