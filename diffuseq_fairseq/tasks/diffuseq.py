@@ -32,6 +32,24 @@ from .diffuseq_config import CANVAS_DEFAULT, DiffuSeqConfig, decoding_knob
 logger = logging.getLogger(__name__)
 
 
+def reseed_training_draws() -> None:
+    """Move torch's RNG to a stream of its own before a training step draws its steps t and noises.
+
+    fairseq seeds torch with --seed + the update number before every update, so the first update
+    draws from the very stream that initialised the model with --seed: its q_sample noise is then the
+    word embedding table itself, one row per position, and Adam's first step (every weight moved by
+    about the learning rate) learns from inputs that look like clean words. The loss plateau lasted
+    10–20 updates longer than the official code's in every seed (docs/RESULTS.md#fidelity-to-the-official-code).
+    The new seed is drawn from fairseq's stream, so a resumed run draws the same; each rank mixes in
+    its rank, since fairseq seeds every rank alike and they would otherwise all draw the same steps
+    and noises for their different batches; each micro-batch of --update-freq starts where the last
+    one's draws left the stream, so they differ too.
+    """
+    rank = torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
+    seed = int(torch.randint(0, 2**62, (1,)).item()) ^ (rank * 0x9E3779B97F4A7C15 % 2**62)
+    utils.set_torch_seed(seed)
+
+
 @register_task("diffuseq", dataclass=DiffuSeqConfig)
 class DiffuSeqTask(TranslationTask):
     cfg: DiffuSeqConfig
@@ -162,6 +180,7 @@ class DiffuSeqTask(TranslationTask):
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False, ema_model=None):
         # ema_model (passed because of uses_ema) is not needed: the trainer steps the EMA itself.
         criterion.count_in_sampler = not ignore_grad
+        reseed_training_draws()
         return super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad)
 
     @staticmethod
