@@ -71,3 +71,47 @@ def test_training_draws_stay_random(parts):
     sample = batch(dictionary, [(3, 12), (6, 4)], [0, 1])
     first, second = (float(criterion(model.train(), sample)[0].detach()) for _ in range(2))
     assert first != second
+
+
+def found_in(table: torch.Tensor, draws: torch.Tensor) -> float:
+    """Share of ``table``'s values that run on, in order, from where its first value sits in ``draws`` (0: nowhere)."""
+    values = table.detach().flatten()
+    hits = (draws - values[0]).abs().lt(1e-7).nonzero().flatten()
+    if not len(hits):
+        return 0.0
+    start = int(hits[0])
+    n = min(len(values), len(draws) - start)
+    return float((draws[start:start + n] - values[:n]).abs().lt(1e-6).float().mean()) * n / len(values)
+
+
+def test_training_draws_do_not_replay_the_initialisation(parts, monkeypatch):
+    """fairseq seeds torch with --seed before building the model and with --seed + the update number before
+    each update: without reseed_training_draws, update 0 draws the numbers the initialisation drew (here
+    its Gaussian noise equals the word embedding table); with it they are new numbers."""
+    from fairseq import utils
+
+    from diffuseq_fairseq.tasks import diffuseq as diffuseq_task
+
+    dictionary, _, criterion = parts
+    utils.set_torch_seed(5)
+    model = DiffuSeqModel(NetworkConfig(**SMALL), dictionary)
+    table = model.network.embed_tokens.weight
+    drawn = 4 * sum(p.numel() for p in model.parameters())
+    utils.set_torch_seed(5)  # what fairseq's Trainer does before update 0
+    assert found_in(table, torch.randn(drawn)) > 0.99
+    utils.set_torch_seed(5)
+    diffuseq_task.reseed_training_draws()
+    assert found_in(table, torch.randn(drawn)) == 0.0
+    # Every rank gets other draws, though fairseq seeds them alike.
+    draws = []
+    for rank in (0, 1):
+        monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
+        monkeypatch.setattr(torch.distributed, "get_rank", lambda rank=rank: rank)
+        utils.set_torch_seed(5)
+        diffuseq_task.reseed_training_draws()
+        draws.append(torch.randn(8))
+    assert not torch.equal(draws[0], draws[1])
+    monkeypatch.undo()
+    utils.set_torch_seed(5)
+    diffuseq_task.reseed_training_draws()
+    assert torch.equal(torch.randn(8), draws[0])  # rank 0 without distributed: the same, so resuming draws alike

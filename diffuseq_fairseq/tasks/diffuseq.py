@@ -36,10 +36,10 @@ def reseed_training_draws() -> None:
     """Move torch's RNG to a stream of its own before a training step draws its steps t and noises.
 
     fairseq seeds torch with --seed + the update number before every update, so the first update
-    draws from the very stream that initialised the model with --seed: its q_sample noise is then the
-    word embedding table itself, one row per position, and Adam's first step (every weight moved by
-    about the learning rate) learns from inputs that look like clean words. The loss plateau lasted
-    10–20 updates longer than the official code's in every seed (docs/RESULTS.md#fidelity-to-the-official-code).
+    draws from the very stream that initialised the model with --seed: its Gaussian noise is then made
+    of the initial weights (the word embedding table, one row per position, in the paper's
+    configuration), and Adam's first step, which moves every weight by about the learning rate,
+    learns from inputs that look like clean words.
     The new seed is drawn from fairseq's stream, so a resumed run draws the same; each rank mixes in
     its rank, since fairseq seeds every rank alike and they would otherwise all draw the same steps
     and noises for their different batches; each micro-batch of --update-freq starts where the last
