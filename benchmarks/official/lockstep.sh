@@ -19,7 +19,7 @@ OFFICIAL=.official-venv/bin/python
 PLUGIN=.venv/bin/python
 HERE=benchmarks/official
 bash scripts/official_env.sh > /dev/null
-mkdir -p "$OUT"
+mkdir -p "$OUT/logs"
 # The official jsonl and --vocab file of the side by side (official_parity.py builds the data-bin if missing).
 "$PLUGIN" - "$OUT" <<'PY'
 import sys
