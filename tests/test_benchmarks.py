@@ -109,7 +109,7 @@ def test_lockstep_table_windows_and_weight_distances(tmp_path):
                for k in range(1, 5)]
     updates[1]["weights"] = {"relative_l2": 2e-6, "worst_max_ratio": 3e-4, "worst_parameter": "network.output_bias"}
     path = tmp_path / "lockstep.json"
-    path.write_text(json.dumps({"optimizer": "adamw", "perturb": 0, "own_draws": True, "updates": updates}))
+    path.write_text(json.dumps({"optimizer": "adamw", "own_draws": True, "updates": updates}))
     text = table.table([path], window=2)
     assert "--optimizer adamw, own draws" in text
     # Windows of two updates: mean losses, the largest relative difference (update 4: 0.04), mean NLLs.

@@ -16,6 +16,8 @@ OUT/model<K>.pt, the model's weights after update K for each K of --snapshots (0
 initialisation), beside the run's training_args.json and vocab.json, so that
 diffuseq-convert-official maps them onto the plugin's parameters.
 """
+import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -82,23 +84,18 @@ def lockstep_run_step(run_step, out: Path, draw_seed: int, snapshots: set):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    own = {"--snapshots": "0,1,2,5,10,20,40,60", "--draw-seed": "1000"}
-    for flag in own:
-        if flag in argv:
-            at = argv.index(flag)
-            own[flag] = argv[at + 1]
-            del argv[at:at + 2]
-    args = parse_args(argv)
+    lockstep = argparse.ArgumentParser(add_help=False)  # this script's options; the rest are train_tiny.py's
+    lockstep.add_argument("--snapshots", default="0,1,2,5,10,20,40,60", help="updates whose weights are kept")
+    lockstep.add_argument("--draw-seed", type=int, default=1000, help="update k draws from seed DRAW_SEED + k")
+    own, rest = lockstep.parse_known_args(argv)
+    args = parse_args(rest)
     if args.version != "v1":
         raise SystemExit("lockstep runs the paper's code: --version v1")
-    snapshots = {int(k) for k in own["--snapshots"].split(",")}
+    snapshots = {int(k) for k in own.snapshots.split(",")}
     args.out, args.data_dir = args.out.resolve(), args.data_dir.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
     config_dir = write_bert_config(args.out / "bert-config", args.layers, args.hidden, args.heads, args.ffn,
                                    dropout=args.dropout)
-    import os
-
     os.environ["OPENAI_LOGDIR"] = str(args.out / "log")
     use_official("v1")
     import train
@@ -110,7 +107,7 @@ def main(argv=None):
             self.ddp_model = DistributedDataParallel(self.model, broadcast_buffers=False)
             self.use_ddp = True
 
-    CpuDDPTrainLoop.run_step = lockstep_run_step(CpuDDPTrainLoop.run_step, args.out, int(own["--draw-seed"]), snapshots)
+    CpuDDPTrainLoop.run_step = lockstep_run_step(CpuDDPTrainLoop.run_step, args.out, own.draw_seed, snapshots)
     train.TrainLoop = CpuDDPTrainLoop
     os.environ["WANDB_MODE"] = "disabled"
     sys.argv = official_argv(args, config_dir)

@@ -1,7 +1,7 @@
 """Replay an official lockstep run (lockstep_official.py) through fairseq's Trainer; plugin venv.
 
     .venv/bin/python benchmarks/official/lockstep_plugin.py --official runs/lockstep/official \\
-        --out runs/lockstep/plugin [--perturb 1e-6]
+        --out runs/lockstep/plugin [--optimizer adam]
 
 The official initial weights (model000000.pt) are converted by diffuseq-convert-official, whose
 checkpoint config is the plugin's equivalent of the official run (optimizer, learning-rate decay,
@@ -14,9 +14,8 @@ that part.
 
 Per update it records the loss terms of both sides and the learning rate each used; at each
 official snapshot, the largest and the relative distance between the plugin's weights and the
-official ones, against how far the official weights moved since the initialisation.
-``--perturb R`` adds R·|w| Gaussian noise to the initial weights: the same replay from a start
-that differs at float level, the yardstick of how much two identical computations drift apart.
+official ones, against how far the official weights moved since the initialisation. Options change
+one random input at a time (the initialisation, the draws, the batches; see ``replay``).
 """
 import argparse
 import json
@@ -107,22 +106,16 @@ def split_noise(noise: torch.Tensor, lengths: torch.Tensor):
 
 
 def hand_draws(criterion, t, noise):
-    """Make the criterion take the given draws on its next training call."""
-    draws_of = criterion._draws
-
-    def given(model, sample, canvas, width):
-        _, _, _, sampler = draws_of(model, sample, canvas, width)
-        return t, torch.ones_like(t, dtype=torch.float), noise, sampler
-
-    criterion._draws = given
+    """Make the criterion take the given draws (importance weights 1) on its next training call."""
+    criterion._draws = lambda model, sample, canvas, width: (
+        t, torch.ones_like(t, dtype=torch.float), noise, criterion._sampler(model.network, model.training))
 
 
 def hand_official_draws(criterion, seed: int, official_update: dict, lengths: torch.Tensor, latent: int, steps: int,
-                        check: bool = True, seq_len: int = None):
+                        check: bool = True):
     """Draw the official update's t and noises again from its seed (checked against the record unless
     ``check`` is False: another seed or batch) and hand them to the criterion, split at each row's source length."""
-    seq_len = official_update["input_ids"].shape[1] if seq_len is None else seq_len
-    t, z0_noise, epsilon = draws(seed, lengths.numel(), seq_len, latent, steps)
+    t, z0_noise, epsilon = draws(seed, lengths.numel(), official_update["input_ids"].shape[1], latent, steps)
     if check and (not torch.equal(t, official_update["t"]) or not math.isclose(
             float(z0_noise.double().sum() + epsilon.double().sum()), official_update["noise_checksum"], rel_tol=1e-12)):
         raise SystemExit("the draws differ from the official run's (another torch?)")
@@ -163,8 +156,7 @@ def distance(plugin: dict, official: dict, start: dict) -> dict:
             "moved_l2": math.sqrt(moved), "worst_max_ratio": worst[0], "worst_parameter": worst[1]}
 
 
-def replay(official: Path, out: Path, optimizer: str = "adamw", perturb: float = 0.0, perturb_seed: int = 0,
-           own_init: bool = False, own_draws: bool = False, draw_seed: int = None, seed: int = None,
+def replay(official: Path, out: Path, optimizer: str = "adamw", own_init: bool = False, own_draws: bool = False, draw_seed: int = None, seed: int = None,
            init_from: Path = None, batches_from: Path = None, batch_seed: int = None, langs=("de", "en")) -> list:
     """Replay the official lockstep run in ``official``; one row per update (see the module docstring).
     ``own_init``: from the plugin's own initialisation; ``own_draws``: t and the noises drawn by the
@@ -175,6 +167,8 @@ def replay(official: Path, out: Path, optimizer: str = "adamw", perturb: float =
     fairseq-train would draw under --batch-order random and --seed ``batch_seed`` replace the official ones (the
     draws then follow the official rule for their shapes). Any of these leaves the weights uncompared."""
     out.mkdir(parents=True, exist_ok=True)
+    exact = not (own_init or own_draws or draw_seed is not None or seed is not None or init_from is not None
+                 or batches_from is not None)
     record = torch.load(official / "lockstep.pt", weights_only=False)
     snapshots = sorted(int(p.stem[5:]) for p in official.glob("model*.pt"))
     rows = []
@@ -183,11 +177,6 @@ def replay(official: Path, out: Path, optimizer: str = "adamw", perturb: float =
         start = weights_of(official, 0, work)
         init = convert(init_from or official / "model000000.pt", out / "converted_init")["checkpoint"]
         trainer, dictionary = build_trainer(Path(init), optimizer, own_init, seed)
-        if perturb:
-            generator = torch.Generator().manual_seed(perturb_seed)
-            with torch.no_grad():
-                for p in trainer.model.parameters():
-                    p.add_(perturb * p.abs() * torch.randn(p.shape, generator=generator))
         official_tokens = json.loads((official / "vocab.json").read_text())
         tokens = [token for token, _ in sorted(official_tokens.items(), key=lambda item: item[1])]
         lookup = fairseq_ids(tokens, False, dictionary)
@@ -208,17 +197,16 @@ def replay(official: Path, out: Path, optimizer: str = "adamw", perturb: float =
             if not own_draws:
                 base = record["draw_seed"] if draw_seed is None else draw_seed
                 hand_official_draws(criterion, base + update, official_update, lengths, latent, steps,
-                                    draw_seed is None and batches is None, ids.shape[1])
+                                    check=draw_seed is None and batches is None)
             lr = trainer.get_lr()
             trainer.train_step([sample])
             row = {"update": update + 1, "official": official_update["terms"], "plugin": captured[-1],
                    "lr_official": official_update["lr"], "lr_plugin": lr}
-            if update + 1 in snapshots and not (own_init or own_draws or draw_seed is not None or seed is not None
-                                             or init_from is not None or batches is not None):
+            if exact and update + 1 in snapshots:
                 row["weights"] = distance(dict(trainer.model.named_parameters()), weights_of(official, update + 1, work), start)
             rows.append(row)
             print(json.dumps(row), flush=True)
-    (out / "lockstep.json").write_text(json.dumps({"perturb": perturb, "optimizer": optimizer, "own_init": own_init,
+    (out / "lockstep.json").write_text(json.dumps({"optimizer": optimizer, "own_init": own_init,
                                                    "own_draws": own_draws, "draw_seed": draw_seed, "seed": seed,
                                                    "init_from": None if init_from is None else str(init_from),
                                                    "batches_from": None if batches_from is None else str(batches_from),
@@ -233,8 +221,6 @@ def main(argv=None):
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--optimizer", choices=("adamw", "adam"), default="adamw", help="adamw: the converted "
                         "config's (torch's AdamW, as the official code); adam: fairseq's Adam with the same settings")
-    parser.add_argument("--perturb", type=float, default=0.0, help="relative Gaussian noise on the initial weights")
-    parser.add_argument("--perturb-seed", type=int, default=0)
     parser.add_argument("--own-init", action="store_true", help="start from the plugin's own initialisation")
     parser.add_argument("--own-draws", action="store_true", help="let the criterion draw t and the noises itself")
     parser.add_argument("--draw-seed", type=int, help="hand in the official rule's draws from this seed instead")
@@ -244,7 +230,7 @@ def main(argv=None):
     parser.add_argument("--batch-seed", type=int, default=102, help="fairseq's --seed for --batches-from")
     parser.add_argument("--langs", nargs=2, default=("de", "en"), help="source and target language of --batches-from")
     args = parser.parse_args(argv)
-    replay(args.official, args.out, args.optimizer, args.perturb, args.perturb_seed, args.own_init, args.own_draws,
+    replay(args.official, args.out, args.optimizer, args.own_init, args.own_draws,
            args.draw_seed, args.seed, args.init_from, args.batches_from, args.batch_seed, tuple(args.langs))
 
 

@@ -35,7 +35,7 @@ def table(replays: list, window: int) -> str:
         updates = replay["updates"]
         variant = "".join(f", {flag}" for flag, key in (("own initialisation", "own_init"), ("own draws", "own_draws"))
                           if replay.get(key))
-        lines += [f"## plugin --optimizer {replay['optimizer']}{variant} ({path}), perturbation {replay['perturb']:g}", "",
+        lines += [f"## plugin --optimizer {replay['optimizer']}{variant} ({path})", "",
                   "| updates | official loss | plugin loss | largest relative loss difference | official x̂0 NLL "
                   "| plugin x̂0 NLL |", "|---|---|---|---|---|---|", *window_rows(updates, window)]
         compared = [u for u in updates if "weights" in u]
@@ -62,8 +62,6 @@ def variant(replay: dict) -> str:
         parts.append(f"official-rule draws, seed {replay['draw_seed']}")
     if replay.get("batches_from"):
         parts.append(f"fairseq's batches (--batch-order random, seed {replay.get('batch_seed')})")
-    if replay.get("perturb"):
-        parts.append(f"perturbed {replay['perturb']:g}")
     return ", ".join(parts)
 
 
