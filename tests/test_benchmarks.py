@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from diffuseq_fairseq.experiments import recipes
 from fairseq_harness import (
@@ -116,6 +117,34 @@ def test_lockstep_table_windows_and_weight_distances(tmp_path):
     assert "| 1–2 | 1.0000 | 1.0150 | 2.0e-02 | 8.50 | 10.00 |" in text
     assert "| 3–4 | 1.0000 | 1.0350 | 4.0e-02 | 6.50 | 10.00 |" in text
     assert "| 2 | 2.00e-06 | 3.00e-04 | network.output_bias |" in text
+
+
+def test_free_runs_summary_sets_the_gap_against_the_seed_spread(tmp_path):
+    spec = importlib.util.spec_from_file_location("free_runs", BENCHMARKS / "official" / "free_runs.py")
+    free = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(free)
+    assert free.seed_list("102-104,107") == [102, 103, 104, 107]
+    # Two official runs against two plugin runs: every split of four values, 4 of the 6 as extreme as the
+    # observed one when the sides barely differ, 2 of 6 (the split itself and its mirror) when they separate.
+    assert free.permutation_p([1.0, 2.0], [1.5, 2.5]) == pytest.approx(4 / 6)
+    assert free.permutation_p([1.0, 1.1], [2.0, 2.1]) == pytest.approx(2 / 6)
+    # The NLL dips, peaks, then breaks through below the threshold: the dip does not count.
+    assert free.breakthrough([12, 3, 3, 3, 14, 14, 14, 9, 4, 4, 4], 3, 5.0) == 11
+    assert free.breakthrough([12, 14, 14, 14], 2, 5.0) is None
+
+    def record(folder, nll_key, mse, nll):
+        folder.mkdir(parents=True)
+        updates = [{"terms": {"mse": m, nll_key: n}} for m, n in zip(mse, nll)]
+        (folder / "record.json").write_text(json.dumps({"updates": updates}))
+
+    for seed, shift in ((102, 0.0), (103, 0.1)):
+        record(tmp_path / f"official_{seed}", "nll", [0.5 + shift] * 4, [12, 14, 4, 4])
+        record(tmp_path / f"plugin_padded_{seed}", "anchor_nll", [0.7 + shift] * 4, [12, 14, 14, 14])
+    text = free.summary(tmp_path, window=2, threshold=5.0)
+    assert "| 1–2 | 0.550 ± 0.071 | 0.750 ± 0.071 | 0.333 | 13.000 ± 0.000 | 13.000 ± 0.000 | 1.000 |" in text
+    assert "official: 102: 3, 103: 3" in text and "plugin: 102: -, 103: -" in text
+    with pytest.raises(SystemExit, match="both sides"):
+        free.summary(tmp_path / "official_102", window=2, threshold=5.0)
 
 
 def test_shown_floor_grid_reads_the_old_scripts_variables(monkeypatch):
@@ -235,6 +264,25 @@ def test_denoise_by_step_on_the_tiny_checkpoint(tiny, capsys):
     assert [row[0] for row in rows] == ["0", "50", "99"], out  # T = 100 in the test model
     assert rows[0][3] == "100.0%", out
     assert all(0 <= float(row[2].rstrip("%")) <= 100 for row in rows)
+
+
+def test_loss_by_position_adds_up_to_the_validation_mse(tiny, capsys):
+    """benchmarks/official/loss_by_position.py: on one sentence, its per-position mse over the positions the
+    checkpoint's loss covers averages to the mse fairseq-validate's criterion gives (same seeded draws)."""
+    split = load("official/loss_by_position")
+    model, task, cfg = split.load(tiny["diffuseq"], tiny["bin"], ("in", "out"))
+    task.load_dataset("valid")
+    losses = split.position_losses(model, task, "valid", sentences=1, batch_size=1)
+    covered = ["word mse", "pad mse"] + (["source mse"] if cfg.criterion.loss_positions == "all" else [])
+    per_position = torch.cat([losses[kind][0] for kind in covered])
+    dataset = task.datasets["valid"]
+    _, _, logged = task.build_criterion(cfg.criterion)(model, dataset.collater([dataset[0]]))
+    assert per_position.numel() > 0 and float(per_position.mean()) == pytest.approx(float(logged["mse"]), rel=1e-5)
+    split.main([str(tiny["bin"]), f"a={tiny['diffuseq']}", f"b={tiny['diffuseq']}", "--source-lang", "in",
+                "--target-lang", "out", "--sentences", "4"])
+    rows = [line.split("|")[3:-1] for line in capsys.readouterr().out.splitlines() if line.startswith("| a ")
+            or line.startswith("| b ")]
+    assert len(rows) == 10 and rows[0] == rows[1]  # all steps and four quarters, the same checkpoint twice
 
 
 @pytest.mark.slow
