@@ -181,7 +181,9 @@ def plugin_flags(args, model: dict, padded: bool, updates: int, batch: int, save
             "--batch-size", batch, "--seed", args.seed, "--store-ema", "--ema-decay", args.ema_rate, "--cpu",
             "--num-workers", "0", "--disable-validation", "--no-epoch-checkpoints", "--save-dir", save_dir,
             "--log-format", "json", "--log-interval", "10", "--no-progress-bar",
-            *(["--uniform-output-bias"] if args.uniform_output_bias else [])]
+            *(["--uniform-output-bias"] if args.uniform_output_bias else []),
+            # The official model has no up/down projections where the stack is as wide as the embedding.
+            *(["--identity-projections"] if int(model["hidden"]) == int(model["latent"]) else [])]
 
 
 def batch_order(name: str) -> str:

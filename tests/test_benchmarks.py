@@ -94,6 +94,16 @@ def test_official_parity_gives_both_sides_the_same_dropout():
     assert parity.parse_args([]).dropout == 0.1  # the official code's default
 
 
+def test_official_parity_projects_only_where_the_official_model_does():
+    """The official model maps embedding to stack and back through two-layer MLPs only when their sizes
+    differ (hidden_dim ≠ hidden_size); the plugin must drop its own then (--identity-projections)."""
+    parity = load("official_parity")
+    for argv, identity in (([], False), (["--hidden", "128", "--latent", "128", "--heads", "2"], True)):
+        args = parity.parse_args(argv)
+        flags = [str(flag) for flag in parity.plugin_flags(args, parity.sizes(args, False), True, 60, 64, REPO / "o")]
+        assert ("--identity-projections" in flags) == identity
+
+
 def test_official_parity_trains_the_plugin_with_the_official_optimizer():
     parity = load("official_parity")
     for argv, optimizer in (([], "adamw"), (["--plugin-optimizer", "adam"], "adam")):
