@@ -47,6 +47,7 @@ def parity_args(args, seed: int):
 
 
 def train(args) -> None:
+    (args.out / "logs").mkdir(parents=True, exist_ok=True)  # official_parity's data preparation logs there
     for seed in seed_list(args.seeds):
         parity = parity_args(args, seed)
         model = official_parity.sizes(parity, False)
