@@ -103,6 +103,9 @@ def parse_args(argv=None):
                         "the bias correction on a CPU, which slows the first hundreds of updates (optim.py)")
     parser.add_argument("--length-batches-row", action="store_true", help="also train the padded plugin on "
                         "fairseq's batches of similar length (--batch-order length)")
+    parser.add_argument("--official-batches", choices=("fixed", "seeded"), default="fixed", help="fixed: the official "
+                        "loader as it is, whose DistributedSampler shuffles with seed 0 whatever --seed is (every official "
+                        "run then sees the same batches); seeded: that sampler seeded with the run's seed")
     parser.add_argument("--reuse-training", action="store_true", help="reuse the finished runs of an earlier call "
                         "with the same --out (to decode again); their speed is the earlier run's")
     args = parser.parse_args(argv)
@@ -158,7 +161,8 @@ def train_official(args, data: dict, name: str, model: dict, updates: int, batch
          "--vocab", data["vocab"], "--out", out, "--steps", updates, "--seq-len", args.seq_len,
          "--diffusion-steps", args.diffusion_steps, "--batch-size", batch, "--lr", args.lr, "--seed", seed,
          "--ema-rate", args.ema_rate, "--dropout", args.dropout, "--layers", model["layers"], "--hidden", model["hidden"], "--heads", model["heads"],
-         "--ffn", model["ffn"], "--latent", model["latent"], "--record", out / "record.json"],
+         "--ffn", model["ffn"], "--latent", model["latent"], "--record", out / "record.json",
+         *(["--sampler-seed", seed] if args.official_batches == "seeded" else [])],
         args.out / "logs" / f"train_{name}.log", args.threads)
     return {"record": json.loads((out / "record.json").read_text()),
             "checkpoint": out / f"ema_{args.ema_rate}_{updates:06d}.pt"}

@@ -43,7 +43,8 @@ def parity_args(args, seed: int):
         "--seed", str(seed), "--updates", str(args.updates), "--loss-window", "1", "--warmup-updates", "0",
         "--noise-seeds", "0", "--base-updates", "0", "--test-sentences", "10", "--out", str(args.out),
         "--dropout", str(args.dropout), "--layers", layers, "--hidden", hidden, "--heads", heads, "--ffn", ffn,
-        "--latent", latent, *(["--data-bin", str(args.data_bin)] if args.data_bin else [])])
+        "--latent", latent, "--official-batches", args.official_batches,
+        *(["--data-bin", str(args.data_bin)] if args.data_bin else [])])
 
 
 def train(args) -> None:
@@ -139,6 +140,8 @@ def main(argv=None):
     parser.add_argument("--updates", type=int, default=150)
     parser.add_argument("--dropout", type=float, default=0.1, help="hidden and attention dropout, both sides")
     parser.add_argument("--size", default="2,128,2,512,128", help="layers,hidden,heads,ffn,latent (embedding)")
+    parser.add_argument("--official-batches", choices=("fixed", "seeded"), default="seeded", help="official_parity.py's: "
+                        "seeded (default here) gives each official seed its own batch order, as each plugin seed has")
     parser.add_argument("--data-bin", type=Path, help="official_parity.py's --data-bin (default: its own)")
     parser.add_argument("--out", type=Path, default=Path("runs/free_runs"))
     parser.add_argument("--summary", type=Path, nargs="+", metavar="FOLDER", help="print the comparison of these")

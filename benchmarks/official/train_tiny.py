@@ -19,6 +19,7 @@ nll; the official log multiplies them by the importance weights) and the importa
 it logged and trained (``weighted_loss``), as JSON.
 """
 import argparse
+import functools
 import json
 import os
 import sys
@@ -54,6 +55,9 @@ def parse_args(argv=None):
     parser.add_argument("--denoise-rate", type=float, default=0.0, help="v2's discrete noise (0 = off)")
     parser.add_argument("--dropout", type=float, default=0.1, help="the official --dropout and the BERT config's "
                         "hidden and attention dropout (0: training without randomness beyond the batches and the noise)")
+    parser.add_argument("--sampler-seed", type=int, help="seed of the official loader's DistributedSampler, which "
+                        "otherwise shuffles with its default seed 0 whatever --seed is: every official run then trains "
+                        "on the same batches in the same order")
     parser.add_argument("--record", type=Path, help="write each update's start clock, real tokens and logged losses here")
     args = parser.parse_args(argv)
     if args.vocab == "bert" and args.bert_vocab is None:
@@ -131,6 +135,9 @@ def main(argv=None):
     if args.record is not None:
         CpuDDPTrainLoop.run_step = recorded_run_step(CpuDDPTrainLoop.run_step, args.record, pad_id=0 if args.vocab == "bert" else 3)
     train.TrainLoop = CpuDDPTrainLoop
+    if args.sampler_seed is not None:
+        from diffuseq import text_datasets
+        text_datasets.DistributedSampler = functools.partial(text_datasets.DistributedSampler, seed=args.sampler_seed)
     os.environ["WANDB_MODE"] = "disabled"  # train.py sets "offline" at import, which writes ./wandb
     sys.argv = official_argv(args, config_dir)
     train.main()
