@@ -8,7 +8,9 @@ smaller and repeated over seeds, so a gap can be set against the seed-to-seed sp
     .venv/bin/python benchmarks/official/free_runs.py --side plugin --seeds 102-107 --out runs/free_runs
     .venv/bin/python benchmarks/official/free_runs.py --summary runs/free_runs
 
-(the two sides can run at once, one core each). The summary gives, per window of updates, each side's mean
+(the two sides can run at once, one core each). The official loader shuffles with a fixed seed, so
+every official run sees the same batches whatever its seed; --official-batches seeded (the default here)
+seeds its sampler with the run's seed, and --plugin-order official gives the plugin that one fixed order. The summary gives, per window of updates, each side's mean
 and standard deviation over its seeds of the mse and of the logged x̂0 NLL, and the two-sided p-value of an
 exact permutation test of the difference of means (the seeds are not paired: the two sides initialise and
 draw differently); then each run's breakthrough, the first update whose --window mean NLL falls below
@@ -59,8 +61,15 @@ def train(args) -> None:
         if args.side == "official":
             data = official_parity.prepare_data(parity)
             official_parity.train_official(parity, data, name, model, args.updates, parity.batch_size, seed)
-        else:  # "padded" in the name: official_parity draws its batches at random, as the official loader
+        elif args.plugin_order == "random":  # "padded" in the name: official_parity draws its batches at random
             official_parity.train_plugin(parity, name, model, True, args.updates, parity.batch_size)
+        else:  # the official loader's one order, unshuffled by fairseq in the first epoch
+            save = args.out / name
+            save.mkdir(parents=True, exist_ok=True)
+            flags = official_parity.plugin_flags(parity, model, True, args.updates, parity.batch_size, save, "random")
+            official_parity.run([sys.executable, HERE / "fairseq_timed.py", save / "record.json", "--official-order",
+                                 parity.batch_size, *flags, "--curriculum", "1"],
+                                args.out / "logs" / f"train_{name}.log", parity.threads)
         print(f"{name}: trained", flush=True)
 
 
@@ -142,6 +151,9 @@ def main(argv=None):
     parser.add_argument("--size", default="2,128,2,512,128", help="layers,hidden,heads,ffn,latent (embedding)")
     parser.add_argument("--official-batches", choices=("fixed", "seeded"), default="seeded", help="official_parity.py's: "
                         "seeded (default here) gives each official seed its own batch order, as each plugin seed has")
+    parser.add_argument("--plugin-order", choices=("random", "official"), default="random", help="random: the plugin "
+                        "draws its batches at random, each seed its own order; official: in the official loader's order "
+                        "under its sampler's default seed 0 (fairseq_timed.py --official-order)")
     parser.add_argument("--data-bin", type=Path, help="official_parity.py's --data-bin (default: its own)")
     parser.add_argument("--out", type=Path, default=Path("runs/free_runs"))
     parser.add_argument("--summary", type=Path, nargs="+", metavar="FOLDER", help="print the comparison of these")
