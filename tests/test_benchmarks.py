@@ -295,6 +295,18 @@ def test_loss_by_position_adds_up_to_the_validation_mse(tiny, capsys):
     assert len(rows) == 10 and rows[0] == rows[1]  # all steps and four quarters, the same checkpoint twice
 
 
+def test_fairseq_timed_draws_the_official_loaders_order(tiny, monkeypatch):
+    """fairseq_timed.py --official-order B: the training split in the order of the official loader's
+    DistributedSampler (seed 0, epoch 0), less the first batch, which the official train.py discards."""
+    from diffuseq_fairseq.tasks.diffuseq import DiffuSeqTask
+    monkeypatch.setattr(DiffuSeqTask, "load_dataset", DiffuSeqTask.load_dataset)  # restored after the test
+    load("official/fairseq_timed").official_order(2)
+    _, task, _ = load("official/loss_by_position").load(tiny["diffuseq"], tiny["bin"], ("in", "out"))
+    task.load_dataset("train")
+    official = torch.randperm(len(task.datasets["train"]), generator=torch.Generator().manual_seed(0)).tolist()
+    assert task.datasets["train"].ordered_indices().tolist() == official[2:] + official[:2]
+
+
 @pytest.mark.slow
 def test_samplers_and_lr_sweep_on_tiny_models(tiny):
     root, data_bin = tiny["root"], tiny["bin"]
