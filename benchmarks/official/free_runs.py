@@ -66,9 +66,16 @@ def train(args) -> None:
         else:  # the official loader's one order, unshuffled by fairseq in the first epoch
             save = args.out / name
             save.mkdir(parents=True, exist_ok=True)
-            flags = official_parity.plugin_flags(parity, model, True, args.updates, parity.batch_size, save, "random")
+            flags = [str(flag) for flag in official_parity.plugin_flags(parity, model, True, args.updates,
+                                                                        parity.batch_size, save, "random")]
+            start = []
+            if args.init:
+                # fairseq 0.12 fails restoring a checkpoint that holds no EMA under --store-ema (KeyError 'model')
+                del flags[flags.index("--store-ema"):flags.index("--store-ema") + 3]
+                start = ["--restore-file", str(args.init.resolve()), "--reset-optimizer", "--reset-dataloader",
+                         "--reset-lr-scheduler", "--reset-meters"]
             official_parity.run([sys.executable, HERE / "fairseq_timed.py", save / "record.json", "--official-order",
-                                 parity.batch_size, *flags, "--curriculum", "1"],
+                                 parity.batch_size, *flags, "--curriculum", "1", *start],
                                 args.out / "logs" / f"train_{name}.log", parity.threads)
         print(f"{name}: trained", flush=True)
 
@@ -111,14 +118,15 @@ def breakthrough(nll: list, window: int, threshold: float):
     return next((end for end, mean in means.items() if end > peak and mean < threshold), None)
 
 
-def summary(folder: Path, window: int, threshold: float) -> str:
+def summary(folder: Path, window: int, threshold: float, first: int = None) -> str:
     official, plugin = curves(folder, "official"), curves(folder, "plugin_padded")
     if not official or not plugin:
         raise SystemExit(f"{folder}: needs finished runs of both sides (official_SEED/, plugin_padded_SEED/)")
-    # The official code writes its record as it trains: a run still going has fewer updates, left out.
-    updates = max(len(run["mse"]) for run in [*official.values(), *plugin.values()])
-    official, plugin = ({seed: run for seed, run in runs.items() if len(run["mse"]) == updates}
-                        for runs in (official, plugin))
+    # The official code writes its record as it trains: a run still going has fewer updates, left out
+    # (with ``first``: the runs that have at least that many, over those).
+    updates = first or max(len(run["mse"]) for run in [*official.values(), *plugin.values()])
+    official, plugin = ({seed: {term: values[:updates] for term, values in run.items()}
+                         for seed, run in runs.items() if len(run["mse"]) >= updates} for runs in (official, plugin))
     if not official or not plugin:
         raise SystemExit(f"{folder}: no side has finished {updates} updates in both")
     lines = [f"# {folder}: {len(official)} official seeds {sorted(official)}, {len(plugin)} plugin seeds "
@@ -154,15 +162,20 @@ def main(argv=None):
     parser.add_argument("--plugin-order", choices=("random", "official"), default="random", help="random: the plugin "
                         "draws its batches at random, each seed its own order; official: in the official loader's order "
                         "under its sampler's default seed 0 (fairseq_timed.py --official-order)")
+    parser.add_argument("--init", type=Path, help="with --plugin-order official: start from this checkpoint (an official "
+                        "initialisation, model000000.pt, converted by diffuseq-convert-official); trains without EMA")
     parser.add_argument("--data-bin", type=Path, help="official_parity.py's --data-bin (default: its own)")
     parser.add_argument("--out", type=Path, default=Path("runs/free_runs"))
     parser.add_argument("--summary", type=Path, nargs="+", metavar="FOLDER", help="print the comparison of these")
     parser.add_argument("--window", type=int, default=30, help="updates per row of the summary")
     parser.add_argument("--breakthrough-nll", type=float, default=5.0)
+    parser.add_argument("--first", type=int, help="summarise the first N updates (of the runs that have them)")
     args = parser.parse_args(argv)
     if args.summary:
-        print("\n\n".join(summary(folder, args.window, args.breakthrough_nll) for folder in args.summary))
+        print("\n\n".join(summary(folder, args.window, args.breakthrough_nll, args.first) for folder in args.summary))
     elif args.side:
+        if args.init and (args.side != "plugin" or args.plugin_order != "official"):
+            parser.error("--init goes with --side plugin --plugin-order official")
         train(args)
     else:
         parser.error("give --side (train) or --summary FOLDER")
