@@ -44,6 +44,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 HERE = REPO / "benchmarks" / "official"
@@ -169,8 +170,9 @@ def train_official(args, data: dict, name: str, model: dict, updates: int, batch
 
 
 def plugin_flags(args, model: dict, padded: bool, updates: int, batch: int, save_dir: Path,
-                 batch_order: str = "length") -> list:
-    """fairseq-train options of the official run's configuration (as diffuseq-convert-official writes it)."""
+                 batch_order: str = "length", ema: bool = True) -> list:
+    """fairseq-train options of the official run's configuration (as diffuseq-convert-official writes it);
+    ``ema=False`` leaves out --store-ema (fairseq 0.12 cannot restore a checkpoint without EMA under it)."""
     canvas = ["--canvas-len-a", "0", "--canvas-len-b", args.seq_len] if padded else []
     return [args.data_bin, "--user-dir", USER_DIR, "--task", "diffuseq", "--source-lang", args.source_lang,
             "--target-lang", args.target_lang, "--token-layout", "diffuseq", "--max-total-len", args.seq_len, *canvas,
@@ -182,7 +184,8 @@ def plugin_flags(args, model: dict, padded: bool, updates: int, batch: int, save
             "--loss-positions", "all", "--timestep-sampler", "lossaware", "--optimizer", args.plugin_optimizer,
             "--adam-betas", "(0.9, 0.999)", "--adam-eps", "1e-08", "--weight-decay", "0", "--lr", args.lr,
             "--lr-scheduler", "polynomial_decay", "--total-num-update", updates, "--max-update", updates,
-            "--batch-size", batch, "--seed", args.seed, "--store-ema", "--ema-decay", args.ema_rate, "--cpu",
+            "--batch-size", batch, "--seed", args.seed, *(["--store-ema", "--ema-decay", args.ema_rate] if ema else []),
+            "--cpu",
             "--num-workers", "0", "--disable-validation", "--no-epoch-checkpoints", "--save-dir", save_dir,
             "--log-format", "json", "--log-interval", "10", "--no-progress-bar",
             *(["--uniform-output-bias"] if args.uniform_output_bias else []),
@@ -196,11 +199,14 @@ def batch_order(name: str) -> str:
     return "random" if "padded" in name and not name.endswith("_length_batches") else "length"
 
 
-def train_plugin(args, name: str, model: dict, padded: bool, updates: int, batch: int) -> dict:
+def train_plugin(args, name: str, model: dict, padded: bool, updates: int, batch: int, timed: Sequence = (),
+                 extra: Sequence = (), ema: bool = True) -> dict:
+    """``timed``: fairseq_timed.py's own options; ``extra``: further fairseq-train options."""
     out = args.out / name
     out.mkdir(parents=True, exist_ok=True)
-    run([sys.executable, HERE / "fairseq_timed.py", out / "record.json",
-         *plugin_flags(args, model, padded, updates, batch, out, batch_order(name))], args.out / "logs" / f"train_{name}.log", args.threads)
+    run([sys.executable, HERE / "fairseq_timed.py", out / "record.json", *timed,
+         *plugin_flags(args, model, padded, updates, batch, out, batch_order(name), ema), *extra],
+        args.out / "logs" / f"train_{name}.log", args.threads)
     return {"record": json.loads((out / "record.json").read_text()), "checkpoint": out / "checkpoint_last.pt"}
 
 

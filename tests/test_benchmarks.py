@@ -282,11 +282,12 @@ def test_loss_by_position_adds_up_to_the_validation_mse(tiny, capsys):
     split = load("official/loss_by_position")
     model, task, cfg = split.load(tiny["diffuseq"], tiny["bin"], ("in", "out"))
     task.load_dataset("valid")
-    losses = split.position_losses(model, task, "valid", sentences=1, batch_size=1)
+    criterion = task.build_criterion(cfg.criterion)
+    losses = split.position_losses(model, task, criterion, "valid", sentences=1, batch_size=1)
     covered = ["word mse", "pad mse"] + (["source mse"] if cfg.criterion.loss_positions == "all" else [])
     per_position = torch.cat([losses[kind][0] for kind in covered])
     dataset = task.datasets["valid"]
-    _, _, logged = task.build_criterion(cfg.criterion)(model, dataset.collater([dataset[0]]))
+    _, _, logged = criterion(model, dataset.collater([dataset[0]]))
     assert per_position.numel() > 0 and float(per_position.mean()) == pytest.approx(float(logged["mse"]), rel=1e-5)
     split.main([str(tiny["bin"]), f"a={tiny['diffuseq']}", f"b={tiny['diffuseq']}", "--source-lang", "in",
                 "--target-lang", "out", "--sentences", "4"])

@@ -10,11 +10,12 @@ smaller and repeated over seeds, so a gap can be set against the seed-to-seed sp
 
 (the two sides can run at once, one core each). The official loader shuffles with a fixed seed, so
 every official run sees the same batches whatever its seed; --official-batches seeded (the default here)
-seeds its sampler with the run's seed, and --plugin-order official gives the plugin that one fixed order. The summary gives, per window of updates, each side's mean
-and standard deviation over its seeds of the mse and of the logged x̂0 NLL, and the two-sided p-value of an
-exact permutation test of the difference of means (the seeds are not paired: the two sides initialise and
-draw differently); then each run's breakthrough, the first update whose --window mean NLL falls below
---breakthrough-nll.
+seeds its sampler with the run's seed, and --plugin-order official gives the plugin that one fixed order.
+
+The summary gives, per window of updates, each side's mean and standard deviation over its seeds of the
+mse and of the logged x̂0 NLL, and the two-sided p-value of an exact permutation test of the difference of
+means (the seeds are not paired: the two sides initialise and draw differently); then each run's
+breakthrough, the first update after its plateau whose --window/3 mean NLL falls below --breakthrough-nll.
 """
 import argparse
 import itertools
@@ -64,19 +65,11 @@ def train(args) -> None:
         elif args.plugin_order == "random":  # "padded" in the name: official_parity draws its batches at random
             official_parity.train_plugin(parity, name, model, True, args.updates, parity.batch_size)
         else:  # the official loader's one order, unshuffled by fairseq in the first epoch
-            save = args.out / name
-            save.mkdir(parents=True, exist_ok=True)
-            flags = [str(flag) for flag in official_parity.plugin_flags(parity, model, True, args.updates,
-                                                                        parity.batch_size, save, "random")]
-            start = []
-            if args.init:
-                # fairseq 0.12 fails restoring a checkpoint that holds no EMA under --store-ema (KeyError 'model')
-                del flags[flags.index("--store-ema"):flags.index("--store-ema") + 3]
-                start = ["--restore-file", str(args.init.resolve()), "--reset-optimizer", "--reset-dataloader",
-                         "--reset-lr-scheduler", "--reset-meters"]
-            official_parity.run([sys.executable, HERE / "fairseq_timed.py", save / "record.json", "--official-order",
-                                 parity.batch_size, *flags, "--curriculum", "1", *start],
-                                args.out / "logs" / f"train_{name}.log", parity.threads)
+            start = ["--restore-file", str(args.init.resolve()), "--reset-optimizer", "--reset-dataloader",
+                     "--reset-lr-scheduler", "--reset-meters"] if args.init else []
+            official_parity.train_plugin(parity, name, model, True, args.updates, parity.batch_size,
+                                         timed=["--official-order", parity.batch_size],
+                                         extra=["--curriculum", "1", *start], ema=not args.init)
         print(f"{name}: trained", flush=True)
 
 

@@ -107,7 +107,7 @@ def split_noise(noise: torch.Tensor, lengths: torch.Tensor):
 
 def hand_draws(criterion, t, noise):
     """Make the criterion take the given draws (importance weights 1) on its next training call."""
-    criterion._draws = lambda model, sample, canvas, width: (
+    criterion.draws = lambda model, sample, canvas, width: (
         t, torch.ones_like(t, dtype=torch.float), noise, criterion._sampler(model.network, model.training))
 
 

@@ -16,9 +16,6 @@ from pathlib import Path
 import torch
 from fairseq import checkpoint_utils, tasks, utils
 
-from diffuseq_fairseq.criterions.diffuseq_loss import VALIDATION_SEED
-from diffuseq_fairseq.step_sampler import UniformSampler
-
 KINDS = ("source mse", "word mse", "pad mse", "word NLL", "pad NLL")
 
 
@@ -31,23 +28,18 @@ def load(path: Path, data_bin: Path, langs: tuple):
 
 
 @torch.no_grad()
-def position_losses(model, task, split: str, sentences: int, batch_size: int) -> dict:
-    """{kind: (per-position values [N], their steps t [N])} over the first ``sentences`` of ``split``."""
+def position_losses(model, task, criterion, split: str, sentences: int, batch_size: int) -> dict:
+    """{kind: (per-position values [N], their steps t [N])} over the first ``sentences`` of ``split``, on the
+    canvas and the seeded validation draws of ``criterion`` (the checkpoint's, in eval mode)."""
     network, dataset = model.network, task.datasets[split]
     pad = task.target_dictionary.pad()
-    sampler = UniformSampler(network.cfg.num_timesteps, network.first_train_step)
     values = {kind: ([], []) for kind in KINDS}
     count = min(sentences, len(dataset))
     for start in range(0, count, batch_size):
         sample = dataset.collater([dataset[i] for i in range(start, min(start + batch_size, count))])
         src_tokens, src_lengths = sample["net_input"]["src_tokens"], sample["net_input"]["src_lengths"]
-        target = sample["target"]
-        canvas = task.canvas_lengths(src_lengths, target.ne(pad).sum(1))
-        width = int(canvas.max())
-        target = torch.nn.functional.pad(target, (0, width - target.size(1)), value=pad)
-        target_mask = torch.arange(width) < canvas.unsqueeze(1)
-        t, noise = network.seeded_draws((VALIDATION_SEED + sample["id"]).tolist(), sampler, src_lengths, canvas,
-                                        src_tokens.size(1), width)
+        target, canvas, target_mask = criterion.canvas(model, sample)
+        t, _, noise, _ = criterion.draws(model, sample, canvas, target.size(1))
         corruption = network.corrupt(src_tokens, src_lengths, target, t, noise, target_mask)
         src_pred, tgt_pred = network.predict(corruption, t, 0.0, noise.self_condition)
         at_zero = (t == 0).view(-1, 1, 1)
@@ -97,10 +89,11 @@ def main(argv=None):
         name, sep, path = item.partition("=")
         if not sep:
             parser.error(f"{item!r}: give NAME=CHECKPOINT")
-        model, task, _ = load(Path(path), args.data_bin, (args.source_lang, args.target_lang))
+        model, task, cfg = load(Path(path), args.data_bin, (args.source_lang, args.target_lang))
         task.load_dataset(args.split)
         steps = model.network.cfg.num_timesteps
-        results[name] = position_losses(model, task, args.split, args.sentences, args.batch_size)
+        results[name] = position_losses(model, task, task.build_criterion(cfg.criterion), args.split,
+                                        args.sentences, args.batch_size)
     print(f"# {args.data_bin} {args.split}, first {args.sentences} sentences; mean per position\n")
     print(table(results, steps))
 

@@ -104,7 +104,7 @@ class DiffuSeqLoss(FairseqCriterion):
             return UniformSampler(network.cfg.num_timesteps, network.first_train_step)
         return network.importance_sampler(self.uniform_prob, self.timestep_sampler_bins)
 
-    def _draws(self, model, sample, canvas, width):
+    def draws(self, model, sample, canvas, width):
         """(t, importance weights, the draws or None, the sampler). Training draws at random;
         validation draws t and every noise from a generator of the sentence's own seed."""
         sampler = self._sampler(model.network, model.training)
@@ -116,19 +116,26 @@ class DiffuSeqLoss(FairseqCriterion):
         t, noise = model.network.seeded_draws(seeds, sampler, src_lengths, canvas, src_tokens.size(1), width)
         return t, torch.ones_like(t, dtype=torch.float), noise, sampler
 
-    def forward(self, model, sample, reduce=True):
-        src_tokens = sample["net_input"]["src_tokens"]
-        src_lengths = sample["net_input"]["src_lengths"]
+    def canvas(self, model, sample):
+        """(target padded to the widest canvas, each row's canvas length, [B, width] mask of each row's canvas)."""
         target = sample["target"]
         target_lengths = target.ne(self.padding_idx).sum(1)
         # A length predictor decides the length: its model is never asked to write padding.
         with_length = model.network.length_head is not None
-        canvas = target_lengths if with_length else self.task.canvas_lengths(src_lengths, target_lengths)
+        canvas = target_lengths if with_length else self.task.canvas_lengths(sample["net_input"]["src_lengths"],
+                                                                             target_lengths)
         width = int(canvas.max())
         target = F.pad(target, (0, width - target.size(1)), value=self.padding_idx)
         target_mask = torch.arange(width, device=target.device) < canvas.to(target.device).unsqueeze(1)
+        return target, canvas, target_mask
+
+    def forward(self, model, sample, reduce=True):
+        src_tokens = sample["net_input"]["src_tokens"]
+        src_lengths = sample["net_input"]["src_lengths"]
+        with_length = model.network.length_head is not None
+        target, canvas, target_mask = self.canvas(model, sample)
         batch = target.size(0)
-        t, weights, noise, sampler = self._draws(model, sample, canvas, width)
+        t, weights, noise, sampler = self.draws(model, sample, canvas, target.size(1))
         terms = model(src_tokens, src_lengths, target, t, loss_positions=self.loss_positions,
                       self_condition_prob=self.self_condition_prob, rounding_term=self.rounding_loss_weight != 0,
                       label_smoothing=self.label_smoothing, noise=noise, target_mask=target_mask,
