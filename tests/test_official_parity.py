@@ -117,6 +117,26 @@ def test_one_training_step_has_the_official_gradients(official_python, official_
     assert compare_gradients.worst_relative(batch, loss, gaps) <= 1e-4
 
 
+def test_dropout_acts_as_the_official_dropout(official_python, official_runs, tmp_path):
+    """In train mode at the same rate, the step's mean gradient over dropout draws is the official one up to
+    dropout noise (r about 1), and dropout shakes the gradient as hard on both sides."""
+    converted = official_runs("v1")
+    run(official_python, HERE / "dump_gradients.py", "--version", "v1", "--checkpoint", converted.checkpoint,
+        "--out", tmp_path / "gradients", "--dropout", "0.3", "--masks", "16")
+    batch, losses, plugin, official = compare_gradients.dropout_halves(tmp_path / "gradients",
+                                                                       converted.converted / "checkpoint.pt")
+    noisy = [name for name in plugin[0] if compare_gradients.half_noise(official, [name]) > 0]
+    assert len(losses) == 16 and len(noisy) >= len(plugin[0]) - 1  # only the output bias escapes dropout
+    assert compare_gradients.noise_ratio(plugin, official, noisy) < 1.5
+    assert 0.6 < compare_gradients.half_noise(plugin, noisy) / compare_gradients.half_noise(official, noisy) < 1.6
+    # the same test fails when dropout differs: the plugin without it has no noise and a biased mean
+    network, dictionary = compare_dump.load_converted(converted.converted / "checkpoint.pt")
+    _, clean = compare_gradients.plugin_step(network, dictionary, batch)
+    without = [{name: gradient.double() for name, gradient in clean.items()}] * 2
+    assert compare_gradients.half_noise(without, noisy) == 0
+    assert compare_gradients.noise_ratio(without, official, noisy) > 1.5
+
+
 @pytest.mark.parametrize("name", ["v1", "bert"])
 def test_fairseq_generate_decodes_the_converted_checkpoint(official_runs, name, tmp_path):
     """Text as the official pipeline tokenized it (WordPiece pieces for the bert run) through

@@ -23,12 +23,14 @@ LOSS_TERMS = {"mse": "mse", "decoder_nll": "rounding_nll", "tT": "tT", "nll": "a
 SPECIALS = {False: ("[START]", "[PAD]", "[END]", "[UNK]"), True: ("[CLS]", "[PAD]", "[SEP]", "[UNK]")}
 
 
-def load_converted(checkpoint: Path):
-    """(network in eval mode, dictionary) as fairseq-generate loads the converted checkpoint."""
+def load_converted(checkpoint: Path, dropout: float = None):
+    """(network in eval mode, dictionary) as fairseq-generate loads the converted checkpoint;
+    ``dropout`` sets its hidden and attention dropout."""
     from fairseq import checkpoint_utils
 
+    rates = {} if dropout is None else {"dropout": dropout, "attention_dropout": dropout}
     models, _, task = checkpoint_utils.load_model_ensemble_and_task(
-        [str(checkpoint)], arg_overrides={"data": str(checkpoint.parent)})
+        [str(checkpoint)], arg_overrides={"data": str(checkpoint.parent), **rates})
     return models[0].network.eval(), task.target_dictionary
 
 

@@ -12,6 +12,19 @@ parameters by diffuseq-convert-official itself (the mapping of the weights: fuse
 rows in fairseq order). Prints the loss of both and, per parameter, the largest absolute
 difference against the largest official gradient; exits 1 if a relative difference exceeds
 --tolerance.
+
+A folder dumped with ``--dropout P --masks K`` is compared in distribution instead: the plugin, in
+train mode at the same rate, takes the step under K dropout draws of its own, and per parameter
+
+    r = |mean_official - mean_plugin|² / ((|a - b|²_official + |a - b|²_plugin) / 4)
+
+where a and b are the means over the even and the odd draws of a side. If dropout acts alike, the
+two means differ only by dropout noise and r is about 1; a dropout placed or scaled differently
+shows as r well above 1 in the parameters it touches. The noise column, |a - b|² of the plugin over
+the official one, is about 1 where dropout is as strong on both sides. A gradient dropout does not
+reach (the output bias, which only the rounding term on clean embeddings trains) has no noise; its
+largest relative difference stands in for r. Exits 1 if the r of all parameters together exceeds
+--max-ratio.
 """
 import argparse
 import sys
@@ -58,11 +71,67 @@ def plugin_step(network, dictionary, batch: dict):
     return loss.detach(), {f"network.{name}": p.grad for name, p in network.named_parameters() if p.grad is not None}
 
 
-def official_gradients(folder: Path) -> dict:
+def official_gradients(folder: Path, name: str = "gradients.pt") -> dict:
     """The official gradients under the plugin's parameter names, mapped by the converter."""
     with tempfile.TemporaryDirectory() as out:
-        convert(folder / "gradients.pt", Path(out))
+        convert(folder / name, Path(out))
         return torch.load(Path(out) / "checkpoint.pt", weights_only=False)["model"]
+
+
+def dropout_halves(folder: Path, checkpoint: Path):
+    """(batch, plugin per-draw losses, plugin halves, official halves): the plugin in train mode at the
+    dump's dropout rate over as many draws as the official dump took, each half a mean gradient."""
+    batch = torch.load(folder / "batch.pt", weights_only=True)
+    network, dictionary = load_converted(checkpoint, dropout=batch["dropout"])
+    network.train()
+    masks = len(batch["mask_losses"])
+    halves, losses = [{}, {}], []
+    for k in range(masks):
+        torch.manual_seed(1_000_003 + k)
+        loss, gradients = plugin_step(network, dictionary, batch)
+        losses.append(float(loss))
+        for name, gradient in gradients.items():
+            halves[k % 2][name] = halves[k % 2].get(name, 0) + gradient.double() / (masks // 2)
+    official = [{name: gradient.double() for name, gradient in official_gradients(folder, file).items()
+                 if name in halves[0]} for file in ("gradients_a.pt", "gradients_b.pt")]
+    return batch, losses, halves, official
+
+
+def half_noise(side: list, names) -> float:
+    """|a - b|² of one side over the parameters ``names``."""
+    return sum(float((side[0][n] - side[1][n]).pow(2).sum()) for n in names)
+
+
+def noise_ratio(plugin: list, official: list, names) -> float:
+    """r over the parameters ``names`` together (see the module doc)."""
+    gap = sum(float(((official[0][n] + official[1][n] - plugin[0][n] - plugin[1][n]) / 2).pow(2).sum()) for n in names)
+    return gap / ((half_noise(plugin, names) + half_noise(official, names)) / 4)
+
+
+def compare_dropout(folder: Path, checkpoint: Path, max_ratio: float) -> int:
+    batch, losses, plugin, official = dropout_halves(folder, checkpoint)
+    official_losses = batch["mask_losses"].double()
+    ours = torch.tensor(losses, dtype=torch.float64)
+    print(f"official {batch['version']} ({batch['checkpoint']}): one batch of {batch['input_ids'].shape[0]} examples, "
+          f"dropout {batch['dropout']}, {len(losses)} dropout draws a side")
+    for side, values in (("official", official_losses), ("plugin", ours)):
+        print(f"loss {side:<8} {float(values.mean()):.6f} ± {float(values.std() / len(values) ** 0.5):.6f} "
+              f"(sd over draws {float(values.std()):.6f})")
+    print(f"{'parameter':<44} {'r':>8} {'noise plugin/official':>22}")
+    noisy = []
+    for name in plugin[0]:
+        if half_noise(official, [name]) == 0:
+            mean = [(side[0][name] + side[1][name]) / 2 for side in (official, plugin)]
+            relative = float((mean[0] - mean[1]).abs().max() / mean[0].abs().max())
+            print(f"{name:<44} {'-':>8} {'no dropout noise':>22}   max relative difference {relative:.1e}")
+            continue
+        noisy.append(name)
+        print(f"{name:<44} {noise_ratio(plugin, official, [name]):>8.2f} "
+              f"{half_noise(plugin, [name]) / half_noise(official, [name]):>22.2f}")
+    overall = noise_ratio(plugin, official, noisy)
+    print(f"all parameters with dropout noise: r {overall:.3f} ({'within' if overall <= max_ratio else 'ABOVE'} "
+          f"{max_ratio:g}), noise plugin/official {half_noise(plugin, noisy) / half_noise(official, noisy):.3f}")
+    return 0 if overall <= max_ratio else 1
 
 
 def compare(folder: Path, checkpoint: Path):
@@ -91,7 +160,10 @@ def main(argv=None):
     parser.add_argument("--gradients", required=True, type=Path, help="folder written by dump_gradients.py")
     parser.add_argument("--checkpoint", required=True, type=Path, help="the official weights, converted")
     parser.add_argument("--tolerance", type=float, default=1e-4, help="largest |difference| / largest |official|")
+    parser.add_argument("--max-ratio", type=float, default=1.5, help="largest r of a dropout dump (see above)")
     args = parser.parse_args(argv)
+    if "dropout" in torch.load(args.gradients / "batch.pt", weights_only=True):
+        return compare_dropout(args.gradients, args.checkpoint, args.max_ratio)
     batch, loss, gaps = compare(args.gradients, args.checkpoint)
     print(f"official {batch['version']} ({batch['checkpoint']}): one batch of {batch['input_ids'].shape[0]} examples, "
           f"t {batch['t'].tolist()}; loss official {float(batch['loss']):.7f}, plugin {loss:.7f}")

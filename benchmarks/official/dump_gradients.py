@@ -11,6 +11,13 @@ parameter under the official state-dict key (the tied lm_head/word_embedding gra
 with the checkpoint's ``training_args.json`` and vocabulary beside it, so that
 ``diffuseq-convert-official`` maps the gradients exactly as it maps the weights; and ``batch.pt``
 (dump_tensors.py's header, t and noise) for compare_gradients.py.
+
+``--dropout P --masks K`` asks whether dropout acts alike on both sides, which no single step can
+show: in train mode with every official dropout (embedding, attention probabilities, both hidden
+dropouts of each BERT layer) at rate P, the same step is taken under K dropout draws, and
+``gradients_a.pt`` / ``gradients_b.pt`` hold the mean gradient over the even / odd draws, whose
+difference measures the dropout noise of the mean; compare_gradients.py does the same on the
+plugin side and sets the gap between the two sides' means against that noise.
 """
 import argparse
 import shutil
@@ -22,38 +29,87 @@ from dump_tensors import batch_draws, recorded_losses  # noqa: E402
 from official_batch import add_batch_options, dump_header, load_batch  # noqa: E402
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", choices=("v1", "v2"), default="v1")
-    add_batch_options(parser, seed=7)
-    args = parser.parse_args(argv)
-    batch = load_batch(args, args.version)
+def set_dropout(model, rate: float) -> int:
+    """Every dropout of the official model at ``rate`` (nn.Dropout modules, and the attention
+    probabilities' rate of transformers' SDPA attention); returns how many were set."""
     import torch
 
-    model, diffusion, ids, mask = batch.model, batch.diffusion, batch.ids, batch.mask
-    model.requires_grad_(True)
-    size = ids.shape[0]
-    t, z0_noise, epsilon, _, absorb_draws = batch_draws(batch, args.seed)
-    losses = recorded_losses(diffusion, model, batch.placeholder, ids, mask, t, z0_noise, epsilon, absorb_draws)
+    count = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p, count = rate, count + 1
+        elif hasattr(module, "dropout_prob"):
+            module.dropout_prob, count = rate, count + 1
+    return count
+
+
+def step_gradients(model, batch, draws) -> tuple:
+    """(loss, {official key: gradient}) of one TrainLoop step on the batch with the given draws."""
+    t, z0_noise, epsilon, _, absorb_draws = draws
+    model.zero_grad(set_to_none=True)
+    losses = recorded_losses(batch.diffusion, model, batch.placeholder, batch.ids, batch.mask, t, z0_noise, epsilon,
+                             absorb_draws)
     loss = losses["loss"].mean()  # TrainLoop: (losses["loss"] * weights).mean(), weights 1 while uniform
     loss.backward()
-    state = model.state_dict()
     gradients = {name: param.grad.detach().clone() for name, param in model.named_parameters()}
     if model.lm_head.weight is model.word_embedding.weight:  # tied: one gradient, two keys
         gradients["lm_head.weight"] = gradients["word_embedding.weight"]
+    return loss.detach(), gradients
+
+
+def convertible(model, gradients: dict) -> dict:
+    """The gradients with the model's other state entries, as diffuseq-convert-official reads a state dict."""
+    state = model.state_dict()
     missing = [key for key in state if key not in gradients and not key.endswith("position_ids")]
     if missing:
         raise SystemExit(f"no gradient for {missing}")
-    gradients.update({key: value for key, value in state.items() if key not in gradients})
+    return {**gradients, **{key: value for key, value in state.items() if key not in gradients}}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", choices=("v1", "v2"), default="v1")
+    parser.add_argument("--dropout", type=float, help="train mode with every dropout at this rate (see above)")
+    parser.add_argument("--masks", type=int, default=16, help="dropout draws under --dropout (even: two halves)")
+    add_batch_options(parser, seed=7)
+    args = parser.parse_args(argv)
+    if args.dropout is not None and (args.masks < 2 or args.masks % 2):
+        parser.error("--masks must be even and at least 2")
+    batch = load_batch(args, args.version)
+    import torch
+
+    model = batch.model
+    model.requires_grad_(True)
+    draws = batch_draws(batch, args.seed)
+    header = {**dump_header(args, batch), "t": draws[0], "z0_noise": draws[1], "epsilon": draws[2],
+              "absorb_draws": draws[4]}
     args.out.mkdir(parents=True, exist_ok=True)
-    torch.save(gradients, args.out / "gradients.pt")
+    if args.dropout is None:
+        loss, gradients = step_gradients(model, batch, draws)
+        torch.save(convertible(model, gradients), args.out / "gradients.pt")
+    else:
+        if set_dropout(model, args.dropout) == 0:
+            raise SystemExit("the official model has no dropout to set")
+        model.train()
+        halves, mask_losses = [{}, {}], []
+        for k in range(args.masks):
+            torch.manual_seed(args.seed * 100_003 + k)  # the dropout masks: the only draws not handed in
+            mask_loss, gradients = step_gradients(model, batch, draws)
+            mask_losses.append(float(mask_loss))
+            half = halves[k % 2]
+            for name, gradient in gradients.items():
+                half[name] = half.get(name, 0) + gradient / (args.masks // 2)
+        for half, name in zip(halves, ("gradients_a.pt", "gradients_b.pt")):
+            torch.save(convertible(model, half), args.out / name)
+        loss = torch.tensor(mask_losses).mean()
+        header.update(dropout=args.dropout, mask_losses=torch.tensor(mask_losses))
     for name in ("training_args.json", "vocab.json", "vocab.txt"):
         if (args.checkpoint.parent / name).exists():
             shutil.copy(args.checkpoint.parent / name, args.out / name)
-    torch.save({**dump_header(args, batch), "t": t, "z0_noise": z0_noise, "epsilon": epsilon,
-                "absorb_draws": absorb_draws, "loss": loss.detach()}, args.out / "batch.pt")
-    print(f"official {args.version}: loss {loss.item():.6f} over {size} examples (t {t.tolist()}); "
-          f"gradients of {len(gradients)} tensors in {args.out}")
+    torch.save({**header, "loss": loss}, args.out / "batch.pt")
+    masks = "" if args.dropout is None else f", mean over {args.masks} dropout draws at rate {args.dropout}"
+    print(f"official {args.version}: loss {float(loss):.6f} over {batch.ids.shape[0]} examples (t {draws[0].tolist()}"
+          f"{masks}); gradients in {args.out}")
 
 
 if __name__ == "__main__":
