@@ -9,7 +9,9 @@
 #    6 steps), converts it with diffuseq-convert-official, dumps the official x̂0 and loss terms
 #    for given noise and prints the plugin's largest differences (compare_dump.py, tolerance 1e-5),
 #    then one training step's gradients on a padded batch (dump_gradients.py, compare_gradients.py,
-#    relative tolerance 1e-4; not for v2, whose loss has a term the plugin does not);
+#    relative tolerance 1e-4; not for v2, whose loss has a term the plugin does not); for v1 also that step in train
+#    mode under 16 dropout draws a side at rate 0.3 (--dropout, --masks): the gap of the mean gradients against
+#    dropout noise (r, about 1 where dropout acts alike; limit 1.5);
 # 3. decodes the WordPiece run with the official sampler for 3 seeds and compares diffuseq-eval with
 #    the official scripts/eval_seq2seq.py on those files and on the edge cases of compare_metrics.py.
 # Env: STEPS (official training steps, default 6), DECODE_STEPS (official sampler steps, default 100).
@@ -45,6 +47,12 @@ for run in v1 v2 bert sizes; do
       > "$OUT/$run.gradients.log" 2>&1
     "$PLUGIN" "$HERE/compare_gradients.py" --gradients "$OUT/$run.gradients" \
       --checkpoint "$OUT/$run.converted/checkpoint.pt" 2>> "$OUT/$run.gradients.log" || status=1
+  fi
+  if [ "$run" = v1 ]; then
+    "$OFFICIAL" "$HERE/dump_gradients.py" --version "$version" --checkpoint "$checkpoint" --out "$OUT/$run.dropout" \
+      --dropout 0.3 --masks 16 > "$OUT/$run.dropout.log" 2>&1
+    "$PLUGIN" "$HERE/compare_gradients.py" --gradients "$OUT/$run.dropout" \
+      --checkpoint "$OUT/$run.converted/checkpoint.pt" 2>> "$OUT/$run.dropout.log" | tail -1 || status=1
   fi
 done
 echo "== metrics: official sampler outputs (3 seeds) and edge cases"
