@@ -9,6 +9,8 @@ here: update k draws, from a generator seeded with --draw-seed + k, its steps t 
 noise and the q_sample ε ([batch, seq_len, hidden_dim] each). t goes to the TrainLoop's schedule
 sampler, the z0 noise through ``_get_x_start`` and ε through ``training_losses``' noise argument.
 With --dropout 0 nothing else is random, so lockstep_plugin.py can replay the same updates.
+--schedule-steps N decays the learning rate over N updates (the official --learning_steps) and stops after
+--steps of them, so that the first updates of a longer run can be replayed.
 
 Writes OUT/lockstep.pt (per update: the batch's input_ids and input_mask, t, a checksum of the
 noises, the per-sentence loss terms averaged over the batch, the learning rate the update used) and
@@ -37,8 +39,13 @@ def draws(seed: int, batch: int, seq_len: int, latent: int, steps: int):
     return t, z0_noise, epsilon
 
 
-def lockstep_run_step(run_step, out: Path, draw_seed: int, snapshots: set):
-    """TrainLoop.run_step with the draws handed in; records each update (module docstring)."""
+class Recorded(Exception):
+    """Raised after the last recorded update of a run whose schedule is longer (--schedule-steps)."""
+
+
+def lockstep_run_step(run_step, out: Path, draw_seed: int, snapshots: set, learning_steps: int, stop: int):
+    """TrainLoop.run_step with the draws handed in; records each update (module docstring) and stops
+    after ``stop`` of the ``learning_steps``."""
     import torch
 
     updates = []
@@ -78,7 +85,9 @@ def lockstep_run_step(run_step, out: Path, draw_seed: int, snapshots: set):
                         "terms": terms, "lr": loop.opt.param_groups[0]["lr"]})
         if update + 1 in snapshots:
             save_weights(loop, update + 1)
-        torch.save({"draw_seed": draw_seed, "updates": updates}, out / "lockstep.pt")
+        torch.save({"draw_seed": draw_seed, "learning_steps": learning_steps, "updates": updates}, out / "lockstep.pt")
+        if len(updates) == stop < learning_steps:
+            raise Recorded
 
     return replayed
 
@@ -87,6 +96,7 @@ def main(argv=None):
     lockstep = argparse.ArgumentParser(add_help=False)  # this script's options; the rest are train_tiny.py's
     lockstep.add_argument("--snapshots", default="0,1,2,5,10,20,40,60", help="updates whose weights are kept")
     lockstep.add_argument("--draw-seed", type=int, default=1000, help="update k draws from seed DRAW_SEED + k")
+    lockstep.add_argument("--schedule-steps", type=int, help="the learning-rate decay's length (default --steps)")
     own, rest = lockstep.parse_known_args(argv)
     args = parse_args(rest)
     if args.version != "v1":
@@ -107,11 +117,19 @@ def main(argv=None):
             self.ddp_model = DistributedDataParallel(self.model, broadcast_buffers=False)
             self.use_ddp = True
 
-    CpuDDPTrainLoop.run_step = lockstep_run_step(CpuDDPTrainLoop.run_step, args.out, own.draw_seed, snapshots)
+    learning_steps = own.schedule_steps or args.steps
+    if learning_steps < args.steps:
+        raise SystemExit("--schedule-steps must be at least --steps")
+    CpuDDPTrainLoop.run_step = lockstep_run_step(CpuDDPTrainLoop.run_step, args.out, own.draw_seed, snapshots,
+                                                 learning_steps, args.steps)
     train.TrainLoop = CpuDDPTrainLoop
     os.environ["WANDB_MODE"] = "disabled"
     sys.argv = official_argv(args, config_dir)
-    train.main()
+    sys.argv[sys.argv.index("--learning_steps") + 1] = str(learning_steps)  # training_args.json keeps it too
+    try:
+        train.main()
+    except Recorded:
+        pass
     print(f"official lockstep run: {args.steps} updates recorded in {args.out / 'lockstep.pt'}")
 
 

@@ -35,11 +35,13 @@ from diffuseq_fairseq.convert_official import convert  # noqa: E402
 from diffuseq_fairseq.network import TrainingNoise  # noqa: E402
 
 
-def build_trainer(checkpoint: Path, optimizer: str = None, own_init: bool = False, seed: int = None):
+def build_trainer(checkpoint: Path, optimizer: str = None, own_init: bool = False, seed: int = None,
+                  dropout: float = None, schedule_updates: int = None):
     """(trainer, dictionary) from the converted checkpoint's own training config, on the CPU;
     ``optimizer`` "adam" swaps its optimizer for fairseq's Adam with the same settings; ``own_init``
     keeps the plugin's initialisation (as fairseq-train draws it under the config's seed) instead of
-    loading the checkpoint's weights."""
+    loading the checkpoint's weights; ``dropout`` sets its hidden and attention dropout; ``schedule_updates``
+    the length of its learning-rate decay (the official run's number of updates otherwise)."""
     from fairseq import checkpoint_utils, tasks, utils
     from fairseq.trainer import Trainer
     from omegaconf import OmegaConf, open_dict
@@ -51,6 +53,10 @@ def build_trainer(checkpoint: Path, optimizer: str = None, own_init: bool = Fals
             cfg.optimizer = OmegaConf.create({**OmegaConf.to_container(cfg.optimizer), "_name": "adam",
                                               "use_old_adam": False, "fp16_adam_stats": False, "tpu": False})
     cfg.common.cpu = True
+    if dropout is not None:
+        cfg.model.dropout = cfg.model.attention_dropout = dropout
+    if schedule_updates is not None:
+        cfg.lr_scheduler.total_num_update = cfg.optimization.max_update = schedule_updates
     if seed is not None:
         cfg.common.seed = seed
     cfg.task.data = str(checkpoint.parent)
@@ -157,7 +163,8 @@ def distance(plugin: dict, official: dict, start: dict) -> dict:
 
 
 def replay(official: Path, out: Path, optimizer: str = "adamw", own_init: bool = False, own_draws: bool = False, draw_seed: int = None, seed: int = None,
-           init_from: Path = None, batches_from: Path = None, batch_seed: int = None, langs=("de", "en")) -> list:
+           init_from: Path = None, batches_from: Path = None, batch_seed: int = None, langs=("de", "en"),
+           dropout: float = None, schedule_updates: int = None) -> list:
     """Replay the official lockstep run in ``official``; one row per update (see the module docstring).
     ``own_init``: from the plugin's own initialisation; ``own_draws``: t and the noises drawn by the
     criterion itself (fairseq's RNG), only the batches replayed. ``draw_seed``: the official rule's draws from
@@ -165,10 +172,12 @@ def replay(official: Path, out: Path, optimizer: str = "adamw", own_init: bool =
     ``init_from``: another official initialisation (an official state dict with the run's training_args.json and
     vocab.json beside it); ``batches_from``: a data-bin (with the converted dictionary), whose training batches
     fairseq-train would draw under --batch-order random and --seed ``batch_seed`` replace the official ones (the
-    draws then follow the official rule for their shapes). Any of these leaves the weights uncompared."""
+    draws then follow the official rule for their shapes); ``dropout``: train with dropout at this rate (the
+    official run has none); ``schedule_updates``: decay the learning rate over this many updates instead of
+    the official run's. Any of these leaves the weights uncompared."""
     out.mkdir(parents=True, exist_ok=True)
     exact = not (own_init or own_draws or draw_seed is not None or seed is not None or init_from is not None
-                 or batches_from is not None)
+                 or batches_from is not None or bool(dropout) or schedule_updates is not None)
     record = torch.load(official / "lockstep.pt", weights_only=False)
     snapshots = sorted(int(p.stem[5:]) for p in official.glob("model*.pt"))
     rows = []
@@ -176,7 +185,7 @@ def replay(official: Path, out: Path, optimizer: str = "adamw", own_init: bool =
         work = Path(work)
         start = weights_of(official, 0, work)
         init = convert(init_from or official / "model000000.pt", out / "converted_init")["checkpoint"]
-        trainer, dictionary = build_trainer(Path(init), optimizer, own_init, seed)
+        trainer, dictionary = build_trainer(Path(init), optimizer, own_init, seed, dropout, schedule_updates)
         official_tokens = json.loads((official / "vocab.json").read_text())
         tokens = [token for token, _ in sorted(official_tokens.items(), key=lambda item: item[1])]
         lookup = fairseq_ids(tokens, False, dictionary)
@@ -210,7 +219,8 @@ def replay(official: Path, out: Path, optimizer: str = "adamw", own_init: bool =
                                                    "own_draws": own_draws, "draw_seed": draw_seed, "seed": seed,
                                                    "init_from": None if init_from is None else str(init_from),
                                                    "batches_from": None if batches_from is None else str(batches_from),
-                                                   "batch_seed": batch_seed,
+                                                   "batch_seed": batch_seed, "dropout": dropout,
+                                                   "schedule_updates": schedule_updates,
                                                    "updates": rows}, indent=1) + "\n")
     return rows
 
@@ -229,9 +239,12 @@ def main(argv=None):
     parser.add_argument("--batches-from", type=Path, help="a data-bin: train on fairseq's own batches of it instead")
     parser.add_argument("--batch-seed", type=int, default=102, help="fairseq's --seed for --batches-from")
     parser.add_argument("--langs", nargs=2, default=("de", "en"), help="source and target language of --batches-from")
+    parser.add_argument("--dropout", type=float, help="train with hidden and attention dropout at this rate")
+    parser.add_argument("--schedule-updates", type=int, help="decay the learning rate over this many updates")
     args = parser.parse_args(argv)
     replay(args.official, args.out, args.optimizer, args.own_init, args.own_draws,
-           args.draw_seed, args.seed, args.init_from, args.batches_from, args.batch_seed, tuple(args.langs))
+           args.draw_seed, args.seed, args.init_from, args.batches_from, args.batch_seed, tuple(args.langs), args.dropout,
+           args.schedule_updates)
 
 
 if __name__ == "__main__":
