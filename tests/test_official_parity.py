@@ -266,3 +266,29 @@ def test_training_follows_the_official_code_update_for_update(official_python, t
     adam = lockstep_plugin.replay(official, tmp_path / "adam", "adam")
     assert adam[0]["plugin"]["loss"] == pytest.approx(adam[0]["official"]["loss"], rel=1e-6)  # same start
     assert adam[0]["weights"]["relative_l2"] > 1e-2
+
+
+def test_first_updates_of_a_longer_schedule_and_the_plugins_own_draws(official_python, tmp_path):
+    """--schedule-steps records the first updates of a longer run (its learning rate decays over all of them) and
+    the plugin replays them exactly; and the plugin's own training draws give per-draw losses distributed as under
+    the lockstep rule's draws (draw_gradients.py)."""
+    import draw_gradients
+    import lockstep_plugin
+
+    data = toy_data.write_toy_jsonl(tmp_path / "toy")
+    official = tmp_path / "official"
+    run(official_python, HERE / "lockstep_official.py", "--data-dir", data, "--vocab", data / "vocab.txt", "--out",
+        official, "--steps", "4", "--schedule-steps", "20", "--snapshots", "0,2,4", "--dropout", "0", "--seq-len",
+        "64", "--batch-size", "8")
+    record = torch.load(official / "lockstep.pt", weights_only=False)
+    assert record["learning_steps"] == 20 and len(record["updates"]) == 4
+    lrs = [update["lr"] for update in record["updates"]]
+    assert lrs[3] == pytest.approx(lrs[0] * (1 - 3 / 20), rel=1e-9)
+    replayed = lockstep_plugin.replay(official, tmp_path / "replay")
+    assert all(row["lr_plugin"] == pytest.approx(row["lr_official"], rel=1e-9) for row in replayed)
+    assert max(row["weights"]["relative_l2"] for row in replayed if "weights" in row) < 1e-3
+    # On a batch of 8 rare steps near t = 0 swing the gradient statistics; the per-draw losses stay comparable.
+    result = draw_gradients.compare(official, 2, 128, 5000)
+    assert len(result["losses"]["own"]) == 128 and len(draw_gradients.noisy_parameters(result)) >= 10
+    assert draw_gradients.ks_distance(result["losses"]["rule"], result["losses"]["own"]) < 1.95 * (2 / 128) ** 0.5
+    assert draw_gradients.ks_distance([0.1, 0.2], [0.1, 0.2]) == 0 and draw_gradients.ks_distance([1, 2], [3, 4]) == 1

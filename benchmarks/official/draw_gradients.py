@@ -1,0 +1,159 @@
+"""Do the plugin's own training draws give the official rule's gradient, in distribution? Plugin venv.
+
+    .venv/bin/python benchmarks/official/draw_gradients.py --official runs/ls300/official --update 20 --draws 64
+
+A lockstep run (lockstep_official.py) hands the official code its steps t and noises from a seeded rule
+(lockstep_official.draws: t uniform by torch.randint, z0 noise and ε of the whole official sequence); in
+free training the plugin's criterion draws them itself (its importance sampler's uniform warm-up, then the
+network's own Gaussian draws, after fairseq's per-update reseed). Trained on the same batches, the two
+should be the same random variables. This takes the official weights after ``--update`` updates
+(converted) and that update's batch, and computes the training loss's gradient under ``--draws`` draws of
+each kind, in train mode as the run trained (its dropout; 0 in a lockstep run). As compare_gradients.py
+does for dropout, it prints per parameter
+
+    r = |mean_rule - mean_own|² / ((|a - b|²_rule + |a - b|²_own) / 4)
+
+(a, b: the means over the even and the odd draws of a kind), about 1 if the draws agree in distribution,
+and the noise ratio |a - b|²_own / |a - b|²_rule, about 1 if they shake the gradient alike; then the mean
+loss of each kind, the mean and spread of t, and the Kolmogorov-Smirnov distance between the per-draw
+losses of the two kinds. The gradient statistics need large batches: with a few pairs a batch, rare steps
+near t = 0 dominate the half means and r and the noise ratio swing by 2× between seeds; the per-draw
+losses stay comparable.
+"""
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare_dump import fairseq_ids, load_converted  # noqa: E402
+from compare_gradients import half_noise, noise_ratio  # noqa: E402
+from lockstep_official import draws  # noqa: E402
+from lockstep_plugin import fairseq_sample, split_noise  # noqa: E402
+
+from diffuseq_fairseq.convert_official import convert  # noqa: E402
+from diffuseq_fairseq.network import TrainingNoise  # noqa: E402
+
+
+def step(network, sample, t, noise):
+    """(loss, {parameter: gradient}) of one training step: mean over the batch of mse + rounding NLL + tT."""
+    network.zero_grad(set_to_none=True)
+    target = sample["target"]
+    lengths = sample["net_input"]["src_lengths"]
+    canvas = sample["seq_len"] - lengths
+    target_mask = torch.arange(target.size(1)) < canvas.unsqueeze(1)
+    terms = network.training_terms(sample["net_input"]["src_tokens"], lengths, target, t, loss_positions="all",
+                                   noise=noise, target_mask=target_mask)
+    loss = (terms["mse"] + terms["rounding_nll"] + terms["tT"]).mean()
+    loss.backward()
+    return float(loss.detach()), {name: p.grad.detach().double().clone() for name, p in network.named_parameters()
+                         if p.grad is not None}
+
+
+def own_draws(network, batch: int, seed: int):
+    """t as the criterion draws it in training, after fairseq's reseed and the task's; the noises are
+    left to the network (None)."""
+    from fairseq import utils
+
+    from diffuseq_fairseq.tasks.diffuseq import reseed_training_draws
+
+    utils.set_torch_seed(seed)
+    reseed_training_draws()
+    t, _ = network.importance_sampler(0.001).sample(batch, "cpu")
+    return t, None
+
+
+def rule_draws(network, sample, seed: int):
+    """The lockstep rule's t and noises from ``seed``, split at each row's source length."""
+    lengths = sample["net_input"]["src_lengths"]
+    t, z0_noise, epsilon = draws(seed, lengths.numel(), sample["seq_len"], network.cfg.latent_dim,
+                                 network.cfg.num_timesteps)
+    source_z0, target_z0 = split_noise(z0_noise, lengths)
+    return t, TrainingNoise(source_z0, target_z0, split_noise(epsilon, lengths)[1])
+
+
+def compare(official: Path, update: int, count: int, seed: int) -> dict:
+    """{"dropout", "batch", "losses": {kind: [...]}, "steps": {kind: t}, "halves": {kind: [a, b]}} over ``count``
+    draws of each kind, with the official weights after ``update`` updates and that update's batch."""
+    record = torch.load(official / "lockstep.pt", weights_only=False)
+    next_update = record["updates"][update]  # the batch the run trained on next
+    with tempfile.TemporaryDirectory() as work:
+        checkpoint = convert(official / f"model{update:06d}.pt", Path(work))["checkpoint"]
+        network, dictionary = load_converted(Path(checkpoint))
+    network.train()
+    tokens = [token for token, _ in sorted(json.loads((official / "vocab.json").read_text()).items(),
+                                           key=lambda item: item[1])]
+    sample, _ = fairseq_sample(next_update["input_ids"], next_update["input_mask"],
+                               fairseq_ids(tokens, False, dictionary), dictionary.pad())
+    sample["seq_len"] = next_update["input_ids"].size(1)
+    batch = next_update["input_ids"].size(0)
+    kinds = {"rule": lambda k: rule_draws(network, sample, seed + k),
+             "own": lambda k: own_draws(network, batch, seed + k)}
+    result = {"dropout": network.cfg.dropout, "batch": batch, "losses": {}, "steps": {}, "halves": {}}
+    for kind, draw in kinds.items():
+        halves, losses, steps = [{}, {}], [], []
+        for k in range(count):
+            t, noise = draw(k)
+            loss, gradients = step(network, sample, t, noise)
+            losses.append(loss)
+            steps.append(t)
+            for name, gradient in gradients.items():
+                halves[k % 2][name] = halves[k % 2].get(name, 0) + gradient / (count // 2)
+        result["losses"][kind], result["steps"][kind], result["halves"][kind] = losses, torch.cat(steps), halves
+    return result
+
+
+def ks_distance(first, second) -> float:
+    """Two-sample Kolmogorov-Smirnov distance: the largest gap between the two empirical distributions."""
+    first, second = sorted(first), sorted(second)
+    gap, i, j = 0.0, 0, 0
+    while i < len(first) and j < len(second):
+        value = min(first[i], second[j])
+        while i < len(first) and first[i] == value:
+            i += 1
+        while j < len(second) and second[j] == value:
+            j += 1
+        gap = max(gap, abs(i / len(first) - j / len(second)))
+    return gap
+
+
+def noisy_parameters(result: dict) -> list:
+    """The parameters whose gradient the draws move (all but those of terms without noise)."""
+    rule = result["halves"]["rule"]
+    return [name for name in rule[0] if half_noise(rule, [name]) > 0]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--official", required=True, type=Path, help="folder written by lockstep_official.py")
+    parser.add_argument("--update", type=int, default=20, help="a snapshot of the run (its model<K>.pt)")
+    parser.add_argument("--draws", type=int, default=64, help="draws of each kind (even)")
+    parser.add_argument("--seed", type=int, default=5000)
+    args = parser.parse_args(argv)
+    if args.draws < 2 or args.draws % 2:
+        parser.error("--draws must be even and at least 2")
+    result = compare(args.official, args.update, args.draws, args.seed)
+    print(f"{args.official} after update {args.update}: its next batch of {result['batch']} pairs, {args.draws} "
+          f"draws of each kind, dropout {result['dropout']}")
+    for kind in ("rule", "own"):
+        values, t = torch.tensor(result["losses"][kind], dtype=torch.float64), result["steps"][kind].double()
+        print(f"{kind:<5} loss {float(values.mean()):.5f} ± {float(values.std() / len(values) ** 0.5):.5f}; "
+              f"t mean {float(t.mean()):.0f}, sd {float(t.std()):.0f}, share < 100 {float((t < 100).double().mean()):.3f}")
+    distance = ks_distance(result["losses"]["rule"], result["losses"]["own"])
+    print(f"per-draw losses: Kolmogorov-Smirnov distance {distance:.3f} (the 0.1 % critical value "
+          f"{1.95 * (2 / args.draws) ** 0.5:.3f})")
+    rule, own = result["halves"]["rule"], result["halves"]["own"]
+    names = noisy_parameters(result)
+    print(f"{'parameter':<44} {'r':>8} {'noise own/rule':>15}")
+    for name in names:
+        print(f"{name:<44} {noise_ratio(own, rule, [name]):>8.2f} "
+              f"{half_noise(own, [name]) / half_noise(rule, [name]):>15.2f}")
+    print(f"all parameters: r {noise_ratio(own, rule, names):.3f}, noise own/rule "
+          f"{half_noise(own, names) / half_noise(rule, names):.3f}")
+
+
+if __name__ == "__main__":
+    main()
