@@ -106,6 +106,25 @@ def compare(official: Path, update: int, count: int, seed: int) -> dict:
     return result
 
 
+def step_marginals(updates: int, batch: int = 64, steps: int = 2000) -> dict:
+    """{kind: t drawn over ``updates`` updates of ``batch``}: the lockstep rule's (a generator seeded per
+    update) and the criterion's (the importance sampler's uniform warm-up after fairseq's reseed)."""
+    from diffuseq_fairseq.step_sampler import LossSecondMomentSampler
+
+    sampler = LossSecondMomentSampler(torch.zeros(steps, 10), torch.zeros(steps))
+    from fairseq import utils
+
+    from diffuseq_fairseq.tasks.diffuseq import reseed_training_draws
+
+    rule, own = [], []
+    for k in range(updates):
+        rule.append(draws(5000 + k, batch, 1, 1, steps)[0])
+        utils.set_torch_seed(102 + k)
+        reseed_training_draws()
+        own.append(sampler.sample(batch, "cpu")[0])
+    return {"rule": torch.cat(rule), "own": torch.cat(own)}
+
+
 def ks_distance(first, second) -> float:
     """Two-sample Kolmogorov-Smirnov distance: the largest gap between the two empirical distributions."""
     first, second = sorted(first), sorted(second)
@@ -128,11 +147,22 @@ def noisy_parameters(result: dict) -> list:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--official", required=True, type=Path, help="folder written by lockstep_official.py")
+    parser.add_argument("--official", type=Path, help="folder written by lockstep_official.py")
     parser.add_argument("--update", type=int, default=20, help="a snapshot of the run (its model<K>.pt)")
     parser.add_argument("--draws", type=int, default=64, help="draws of each kind (even)")
     parser.add_argument("--seed", type=int, default=5000)
+    parser.add_argument("--step-marginals", type=int, metavar="UPDATES",
+                        help="only print the marginal distribution of t of both kinds over this many updates of 64")
     args = parser.parse_args(argv)
+    if not args.step_marginals and args.official is None:
+        parser.error("--official is required (unless --step-marginals)")
+    if args.step_marginals:
+        for kind, t in step_marginals(args.step_marginals).items():
+            t = t.double()
+            print(f"{kind:<5} {t.numel()} steps: mean {float(t.mean()):.1f} (uniform 999.5 ± {577.35 / t.numel() ** 0.5:.1f}), "
+                  f"share < 20 {float((t < 20).double().mean()):.5f} (0.01), < 100 {float((t < 100).double().mean()):.4f} (0.05), "
+                  f">= 1900 {float((t >= 1900).double().mean()):.4f} (0.05)")
+        return
     if args.draws < 2 or args.draws % 2:
         parser.error("--draws must be even and at least 2")
     result = compare(args.official, args.update, args.draws, args.seed)
