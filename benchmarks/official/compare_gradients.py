@@ -35,6 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_dump import fairseq_ids, load_converted  # noqa: E402
+from gradient_halves import half_means, half_noise, noise_ratio, noisy_names  # noqa: E402,F401
 
 from diffuseq_fairseq.convert_official import convert  # noqa: E402
 from diffuseq_fairseq.network import TrainingNoise  # noqa: E402
@@ -45,30 +46,48 @@ def padded(rows, width: int, value=0.0) -> torch.Tensor:
                         for row in rows])
 
 
-def plugin_step(network, dictionary, batch: dict):
-    """(loss, {parameter: gradient}) of the plugin on the official batch, padded as in training."""
-    lookup = fairseq_ids(batch["tokens"], batch["bert_vocab"], dictionary)
-    tokens = lookup[batch["input_ids"]]
-    lengths = (batch["input_mask"] == 0).sum(1)
-    src_width, seq_len = int(lengths.max()), tokens.size(1)
-    canvas = seq_len - lengths
-    width = int(canvas.max())
-    pad = dictionary.pad()
+def fairseq_sample(ids: torch.Tensor, mask: torch.Tensor, lookup: torch.Tensor, pad: int):
+    """The official rows as a fairseq sample (source, then the rest of the row as the target canvas)
+    and the row lengths the official noises are split at."""
+    tokens = lookup[ids]
+    lengths = (mask == 0).sum(1)
     rows = range(tokens.size(0))
-    src = padded([tokens[r, :lengths[r]] for r in rows], src_width, pad)
-    target = padded([tokens[r, lengths[r]:] for r in rows], width, pad)
-    target_mask = torch.arange(width) < canvas.unsqueeze(1)
-    noise = TrainingNoise(
-        padded([batch["z0_noise"][r, :lengths[r]] for r in rows], src_width),
-        padded([batch["z0_noise"][r, lengths[r]:] for r in rows], width),
-        padded([batch["epsilon"][r, lengths[r]:] for r in rows], width),
-        absorb=padded([batch["absorb_draws"][r, lengths[r]:] for r in rows], width))
-    network.zero_grad()
-    terms = network.training_terms(src, lengths, target, batch["t"], loss_positions="all", noise=noise,
-                                   target_mask=target_mask)
+    src = padded([tokens[r, :lengths[r]] for r in rows], int(lengths.max()), pad)
+    target = padded([tokens[r, lengths[r]:] for r in rows], int((tokens.size(1) - lengths).max()), pad)
+    sample = {"id": torch.arange(tokens.size(0)), "nsentences": tokens.size(0), "ntokens": int(target.ne(pad).sum()),
+              "net_input": {"src_tokens": src, "src_lengths": lengths}, "target": target}
+    return sample, lengths
+
+
+def split_noise(noise: torch.Tensor, lengths: torch.Tensor):
+    """[B, L, ...] official noise as (source part, target part), right-padded as the sample."""
+    rows = range(noise.size(0))
+    return (padded([noise[r, :lengths[r]] for r in rows], int(lengths.max())),
+            padded([noise[r, lengths[r]:] for r in rows], int((noise.size(1) - lengths).max())))
+
+
+def gradient_step(network, sample: dict, seq_len: int, t, noise):
+    """(loss, {parameter: gradient}) of one training step on ``sample`` (each row's canvas: the rest of
+    the seq_len positions after its source), as the criterion trains: the mean over the batch of
+    mse + rounding NLL + tT over all positions; ``noise`` None lets the network draw it."""
+    network.zero_grad(set_to_none=True)
+    target, lengths = sample["target"], sample["net_input"]["src_lengths"]
+    target_mask = torch.arange(target.size(1)) < (seq_len - lengths).unsqueeze(1)
+    terms = network.training_terms(sample["net_input"]["src_tokens"], lengths, target, t, loss_positions="all",
+                                   noise=noise, target_mask=target_mask)
     loss = (terms["mse"] + terms["rounding_nll"] + terms["tT"]).mean()  # the criterion's sum / sample_size
     loss.backward()
     return loss.detach(), {f"network.{name}": p.grad for name, p in network.named_parameters() if p.grad is not None}
+
+
+def plugin_step(network, dictionary, batch: dict):
+    """(loss, {parameter: gradient}) of the plugin on the official batch, padded as in training."""
+    lookup = fairseq_ids(batch["tokens"], batch["bert_vocab"], dictionary)
+    sample, lengths = fairseq_sample(batch["input_ids"], batch["input_mask"], lookup, dictionary.pad())
+    source_z0, target_z0 = split_noise(batch["z0_noise"], lengths)
+    noise = TrainingNoise(source_z0, target_z0, split_noise(batch["epsilon"], lengths)[1],
+                          absorb=split_noise(batch["absorb_draws"], lengths)[1])
+    return gradient_step(network, sample, batch["input_ids"].size(1), batch["t"], noise)
 
 
 def official_gradients(folder: Path, name: str = "gradients.pt") -> dict:
@@ -84,28 +103,16 @@ def dropout_halves(folder: Path, checkpoint: Path):
     batch = torch.load(folder / "batch.pt", weights_only=True)
     network, dictionary = load_converted(checkpoint, dropout=batch["dropout"])
     network.train()
-    masks = len(batch["mask_losses"])
-    halves, losses = [{}, {}], []
-    for k in range(masks):
+
+    def masked_step(k):
         torch.manual_seed(1_000_003 + k)
         loss, gradients = plugin_step(network, dictionary, batch)
-        losses.append(float(loss))
-        for name, gradient in gradients.items():
-            halves[k % 2][name] = halves[k % 2].get(name, 0) + gradient.double() / (masks // 2)
+        return loss, {name: gradient.double() for name, gradient in gradients.items()}
+
+    losses, halves = half_means(masked_step, len(batch["mask_losses"]))
     official = [{name: gradient.double() for name, gradient in official_gradients(folder, file).items()
                  if name in halves[0]} for file in ("gradients_a.pt", "gradients_b.pt")]
     return batch, losses, halves, official
-
-
-def half_noise(side: list, names) -> float:
-    """|a - b|² of one side over the parameters ``names``."""
-    return sum(float((side[0][n] - side[1][n]).pow(2).sum()) for n in names)
-
-
-def noise_ratio(plugin: list, official: list, names) -> float:
-    """r over the parameters ``names`` together (see the module doc)."""
-    gap = sum(float(((official[0][n] + official[1][n] - plugin[0][n] - plugin[1][n]) / 2).pow(2).sum()) for n in names)
-    return gap / ((half_noise(plugin, names) + half_noise(official, names)) / 4)
 
 
 def compare_dropout(folder: Path, checkpoint: Path, max_ratio: float) -> int:
@@ -118,14 +125,13 @@ def compare_dropout(folder: Path, checkpoint: Path, max_ratio: float) -> int:
         print(f"loss {side:<8} {float(values.mean()):.6f} ± {float(values.std() / len(values) ** 0.5):.6f} "
               f"(sd over draws {float(values.std()):.6f})")
     print(f"{'parameter':<44} {'r':>8} {'noise plugin/official':>22}")
-    noisy = []
+    noisy = noisy_names(official)
     for name in plugin[0]:
-        if half_noise(official, [name]) == 0:
+        if name not in noisy:
             mean = [(side[0][name] + side[1][name]) / 2 for side in (official, plugin)]
             relative = float((mean[0] - mean[1]).abs().max() / mean[0].abs().max())
             print(f"{name:<44} {'-':>8} {'no dropout noise':>22}   max relative difference {relative:.1e}")
             continue
-        noisy.append(name)
         print(f"{name:<44} {noise_ratio(plugin, official, [name]):>8.2f} "
               f"{half_noise(plugin, [name]) / half_noise(official, [name]):>22.2f}")
     overall = noise_ratio(plugin, official, noisy)

@@ -30,30 +30,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_dump import fairseq_ids, load_converted  # noqa: E402
-from compare_gradients import half_noise, noise_ratio  # noqa: E402
+from compare_gradients import fairseq_sample, gradient_step, split_noise  # noqa: E402
+from gradient_halves import half_means, half_noise, noise_ratio, noisy_names  # noqa: E402
 from lockstep_official import draws  # noqa: E402
-from lockstep_plugin import fairseq_sample, split_noise  # noqa: E402
 
 from diffuseq_fairseq.convert_official import convert  # noqa: E402
 from diffuseq_fairseq.network import TrainingNoise  # noqa: E402
 
 
-def step(network, sample, t, noise):
-    """(loss, {parameter: gradient}) of one training step: mean over the batch of mse + rounding NLL + tT."""
-    network.zero_grad(set_to_none=True)
-    target = sample["target"]
-    lengths = sample["net_input"]["src_lengths"]
-    canvas = sample["seq_len"] - lengths
-    target_mask = torch.arange(target.size(1)) < canvas.unsqueeze(1)
-    terms = network.training_terms(sample["net_input"]["src_tokens"], lengths, target, t, loss_positions="all",
-                                   noise=noise, target_mask=target_mask)
-    loss = (terms["mse"] + terms["rounding_nll"] + terms["tT"]).mean()
-    loss.backward()
-    return float(loss.detach()), {name: p.grad.detach().double().clone() for name, p in network.named_parameters()
-                         if p.grad is not None}
-
-
-def own_draws(network, batch: int, seed: int):
+def own_draws(sampler, batch: int, seed: int):
     """t as the criterion draws it in training, after fairseq's reseed and the task's; the noises are
     left to the network (None)."""
     from fairseq import utils
@@ -62,15 +47,14 @@ def own_draws(network, batch: int, seed: int):
 
     utils.set_torch_seed(seed)
     reseed_training_draws()
-    t, _ = network.importance_sampler(0.001).sample(batch, "cpu")
+    t, _ = sampler.sample(batch, "cpu")
     return t, None
 
 
-def rule_draws(network, sample, seed: int):
+def rule_draws(network, sample, seq_len: int, seed: int):
     """The lockstep rule's t and noises from ``seed``, split at each row's source length."""
     lengths = sample["net_input"]["src_lengths"]
-    t, z0_noise, epsilon = draws(seed, lengths.numel(), sample["seq_len"], network.cfg.latent_dim,
-                                 network.cfg.num_timesteps)
+    t, z0_noise, epsilon = draws(seed, lengths.numel(), seq_len, network.cfg.latent_dim, network.cfg.num_timesteps)
     source_z0, target_z0 = split_noise(z0_noise, lengths)
     return t, TrainingNoise(source_z0, target_z0, split_noise(epsilon, lengths)[1])
 
@@ -88,21 +72,22 @@ def compare(official: Path, update: int, count: int, seed: int) -> dict:
                                            key=lambda item: item[1])]
     sample, _ = fairseq_sample(next_update["input_ids"], next_update["input_mask"],
                                fairseq_ids(tokens, False, dictionary), dictionary.pad())
-    sample["seq_len"] = next_update["input_ids"].size(1)
-    batch = next_update["input_ids"].size(0)
-    kinds = {"rule": lambda k: rule_draws(network, sample, seed + k),
-             "own": lambda k: own_draws(network, batch, seed + k)}
+    batch, seq_len = next_update["input_ids"].shape
+    sampler = network.importance_sampler(0.001)
+    kinds = {"rule": lambda k: rule_draws(network, sample, seq_len, seed + k),
+             "own": lambda k: own_draws(sampler, batch, seed + k)}
     result = {"dropout": network.cfg.dropout, "batch": batch, "losses": {}, "steps": {}, "halves": {}}
     for kind, draw in kinds.items():
-        halves, losses, steps = [{}, {}], [], []
-        for k in range(count):
+        steps = []
+
+        def drawn_step(k):
             t, noise = draw(k)
-            loss, gradients = step(network, sample, t, noise)
-            losses.append(loss)
             steps.append(t)
-            for name, gradient in gradients.items():
-                halves[k % 2][name] = halves[k % 2].get(name, 0) + gradient / (count // 2)
-        result["losses"][kind], result["steps"][kind], result["halves"][kind] = losses, torch.cat(steps), halves
+            loss, gradients = gradient_step(network, sample, seq_len, t, noise)
+            return loss, {name: gradient.double() for name, gradient in gradients.items()}
+
+        result["losses"][kind], result["halves"][kind] = half_means(drawn_step, count)
+        result["steps"][kind] = torch.cat(steps)
     return result
 
 
@@ -112,37 +97,22 @@ def step_marginals(updates: int, batch: int = 64, steps: int = 2000) -> dict:
     from diffuseq_fairseq.step_sampler import LossSecondMomentSampler
 
     sampler = LossSecondMomentSampler(torch.zeros(steps, 10), torch.zeros(steps))
-    from fairseq import utils
-
-    from diffuseq_fairseq.tasks.diffuseq import reseed_training_draws
-
-    rule, own = [], []
-    for k in range(updates):
-        rule.append(draws(5000 + k, batch, 1, 1, steps)[0])
-        utils.set_torch_seed(102 + k)
-        reseed_training_draws()
-        own.append(sampler.sample(batch, "cpu")[0])
-    return {"rule": torch.cat(rule), "own": torch.cat(own)}
+    return {"rule": torch.cat([draws(5000 + k, batch, 1, 1, steps)[0] for k in range(updates)]),
+            "own": torch.cat([own_draws(sampler, batch, 102 + k)[0] for k in range(updates)])}
 
 
 def ks_distance(first, second) -> float:
     """Two-sample Kolmogorov-Smirnov distance: the largest gap between the two empirical distributions."""
-    first, second = sorted(first), sorted(second)
-    gap, i, j = 0.0, 0, 0
-    while i < len(first) and j < len(second):
-        value = min(first[i], second[j])
-        while i < len(first) and first[i] == value:
-            i += 1
-        while j < len(second) and second[j] == value:
-            j += 1
-        gap = max(gap, abs(i / len(first) - j / len(second)))
-    return gap
+    first, second = torch.sort(torch.as_tensor(first, dtype=torch.float64))[0], \
+        torch.sort(torch.as_tensor(second, dtype=torch.float64))[0]
+    points = torch.cat([first, second])
+    cdf = [torch.searchsorted(side, points, right=True) / side.numel() for side in (first, second)]
+    return float((cdf[0] - cdf[1]).abs().max())
 
 
 def noisy_parameters(result: dict) -> list:
     """The parameters whose gradient the draws move (all but those of terms without noise)."""
-    rule = result["halves"]["rule"]
-    return [name for name in rule[0] if half_noise(rule, [name]) > 0]
+    return noisy_names(result["halves"]["rule"])
 
 
 def main(argv=None):

@@ -15,9 +15,9 @@ with the checkpoint's ``training_args.json`` and vocabulary beside it, so that
 ``--dropout P --masks K`` asks whether dropout acts alike on both sides, which no single step can
 show: in train mode with every official dropout (embedding, attention probabilities, both hidden
 dropouts of each BERT layer) at rate P, the same step is taken under K dropout draws, and
-``gradients_a.pt`` / ``gradients_b.pt`` hold the mean gradient over the even / odd draws, whose
-difference measures the dropout noise of the mean; compare_gradients.py does the same on the
-plugin side and sets the gap between the two sides' means against that noise.
+``gradients_a.pt`` / ``gradients_b.pt`` hold the mean gradient over the even / odd draws
+(gradient_halves.py); compare_gradients.py does the same on the plugin side and sets the gap between
+the two sides' means against their noise.
 """
 import argparse
 import shutil
@@ -26,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dump_tensors import batch_draws, recorded_losses  # noqa: E402
+from gradient_halves import half_means  # noqa: E402
 from official_batch import add_batch_options, dump_header, load_batch  # noqa: E402
 
 
@@ -91,14 +92,12 @@ def main(argv=None):
         if set_dropout(model, args.dropout) == 0:
             raise SystemExit("the official model has no dropout to set")
         model.train()
-        halves, mask_losses = [{}, {}], []
-        for k in range(args.masks):
+
+        def masked_step(k):
             torch.manual_seed(args.seed * 100_003 + k)  # the dropout masks: the only draws not handed in
-            mask_loss, gradients = step_gradients(model, batch, draws)
-            mask_losses.append(float(mask_loss))
-            half = halves[k % 2]
-            for name, gradient in gradients.items():
-                half[name] = half.get(name, 0) + gradient / (args.masks // 2)
+            return step_gradients(model, batch, draws)
+
+        mask_losses, halves = half_means(masked_step, args.masks)
         for half, name in zip(halves, ("gradients_a.pt", "gradients_b.pt")):
             torch.save(convertible(model, half), args.out / name)
         loss = torch.tensor(mask_losses).mean()

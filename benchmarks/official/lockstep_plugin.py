@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_gradients import padded  # noqa: E402
+from compare_gradients import fairseq_sample, split_noise  # noqa: E402
 from compare_dump import fairseq_ids  # noqa: E402
 from lockstep_official import draws  # noqa: E402
 
@@ -70,19 +70,6 @@ def build_trainer(checkpoint: Path, optimizer: str = None, own_init: bool = Fals
     return Trainer(cfg, task, model, criterion), task.target_dictionary
 
 
-def fairseq_sample(ids: torch.Tensor, mask: torch.Tensor, lookup: torch.Tensor, pad: int):
-    """The official rows as a fairseq sample (source, then the rest of the row as the target canvas)
-    and the row lengths the official noises are split at."""
-    tokens = lookup[ids]
-    lengths = (mask == 0).sum(1)
-    rows = range(tokens.size(0))
-    src = padded([tokens[r, :lengths[r]] for r in rows], int(lengths.max()), pad)
-    target = padded([tokens[r, lengths[r]:] for r in rows], int((tokens.size(1) - lengths).max()), pad)
-    sample = {"id": torch.arange(tokens.size(0)), "nsentences": tokens.size(0), "ntokens": int(target.ne(pad).sum()),
-              "net_input": {"src_tokens": src, "src_lengths": lengths}, "target": target}
-    return sample, lengths
-
-
 def fairseq_batches(trainer, data_bin: Path, source_lang: str, target_lang: str, batch_size: int, seed: int):
     """The training batches fairseq-train draws from ``data_bin`` under --batch-order random and --seed ``seed``
     (the converted config's task on the data-bin, whose dictionary must be the converted one)."""
@@ -102,13 +89,6 @@ def fairseq_batches(trainer, data_bin: Path, source_lang: str, target_lang: str,
     iterator = task.get_batch_iterator(dataset=task.dataset("train"), max_sentences=batch_size, seed=seed, epoch=1,
                                        max_positions=None, ignore_invalid_inputs=True, num_workers=0)
     return iter(iterator.next_epoch_itr(shuffle=True))
-
-
-def split_noise(noise: torch.Tensor, lengths: torch.Tensor):
-    """[B, L, d] official noise as (source part, target part), right-padded as the sample."""
-    rows = range(noise.size(0))
-    return (padded([noise[r, :lengths[r]] for r in rows], int(lengths.max())),
-            padded([noise[r, lengths[r]:] for r in rows], int((noise.size(1) - lengths).max())))
 
 
 def hand_draws(criterion, t, noise):
