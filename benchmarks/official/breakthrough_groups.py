@@ -5,8 +5,8 @@ as free_runs.py finds it, and the groups compared pairwise:
     .venv/bin/python benchmarks/official/breakthrough_groups.py \\
         rule='runs/ls300/rule_*' own='runs/ls300/own_*' official='runs/off256/official_*' --by 60
 
-A run is a folder holding lockstep.json (lockstep_plugin.py: the plugin's logged x̂0 NLL, ``anchor_nll``) or
-record.json (free_runs.py: ``nll`` for the official code, ``anchor_nll`` for the plugin). A run is *late* when
+A run is a folder holding lockstep.json (lockstep_plugin.py: the plugin's logged x̂0 NLL, ``anchor_nll``),
+lockstep.pt (lockstep_official.py: the official ``nll``) or record.json (free_runs.py: ``nll`` for the official code, ``anchor_nll`` for the plugin). A run is *late* when
 it has not broken through by update --by; runs stopped before --by without a breakthrough are left out (their
 outcome is unknown). For each pair of groups: the two-sided Fisher exact p of the late counts, and the
 permutation p (100,000 random splits, seeded) of the mean x̂0 NLL over updates --nll-window of the runs that
@@ -31,6 +31,10 @@ def nll_curve(run: Path):
     folder with neither record (a replay still running writes lockstep.json only at its end)."""
     if (run / "lockstep.json").exists():
         return [row["plugin"]["anchor_nll"] for row in json.loads((run / "lockstep.json").read_text())["updates"]]
+    if (run / "lockstep.pt").exists():
+        import torch
+
+        return [u["terms"]["nll"] for u in torch.load(run / "lockstep.pt", weights_only=False)["updates"]]
     if (run / "record.json").exists():
         updates = json.loads((run / "record.json").read_text())["updates"]
         return [u["terms"]["nll"] if "nll" in u["terms"] else u["terms"]["anchor_nll"] for u in updates]
@@ -71,7 +75,7 @@ def outcomes(pattern: str, by: int, window: tuple, threshold: float) -> tuple:
             continue
         nll = nll_curve(folder)
         if nll is None:
-            left_out.append((folder.name, "no lockstep.json or record.json (running, or not a run)"))
+            left_out.append((folder.name, "no lockstep.json, lockstep.pt or record.json (running, or not a run)"))
             continue
         if len(nll) < 10:
             left_out.append((folder.name, f"{len(nll)} updates"))

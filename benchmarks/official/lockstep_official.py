@@ -10,7 +10,10 @@ noise and the q_sample ε ([batch, seq_len, hidden_dim] each). t goes to the Tra
 sampler, the z0 noise through ``_get_x_start`` and ε through ``training_losses``' noise argument.
 With --dropout 0 nothing else is random, so lockstep_plugin.py can replay the same updates.
 --schedule-steps N decays the learning rate over N updates (the official --learning_steps) and stops after
---steps of them, so that the first updates of a longer run can be replayed.
+--steps of them, so that the first updates of a longer run can be replayed. With --dropout above 0 the
+official dropout draws its masks from torch's global generator, which --seed leaves in the same state after
+the initialisation in every run; --dropout-seed reseeds it before the first update, so that runs from one
+initialisation draw different masks.
 
 Writes OUT/lockstep.pt (per update: the batch's input_ids and input_mask, t, a checksum of the
 noises, the per-sentence loss terms averaged over the batch, the learning rate the update used) and
@@ -43,9 +46,11 @@ class Recorded(Exception):
     """Raised after the last recorded update of a run whose schedule is longer (--schedule-steps)."""
 
 
-def lockstep_run_step(run_step, out: Path, draw_seed: int, snapshots: set, learning_steps: int, stop: int):
+def lockstep_run_step(run_step, out: Path, draw_seed: int, snapshots: set, learning_steps: int, stop: int,
+                      dropout_seed: int = None):
     """TrainLoop.run_step with the draws handed in; records each update (module docstring) and stops
-    after ``stop`` of the ``learning_steps``."""
+    after ``stop`` of the ``learning_steps``; ``dropout_seed`` reseeds torch's global generator (the dropout
+    masks' only source here) before the first update."""
     import torch
 
     updates = []
@@ -57,6 +62,8 @@ def lockstep_run_step(run_step, out: Path, draw_seed: int, snapshots: set, learn
         update = len(updates)
         if update == 0 and 0 in snapshots:
             save_weights(loop, 0)
+        if update == 0 and dropout_seed is not None:
+            torch.manual_seed(dropout_seed)
         ids = cond["input_ids"]
         t, z0_noise, epsilon = draws(draw_seed + update, ids.shape[0], ids.shape[1], loop.model.word_embedding.weight.shape[1],
                                      loop.diffusion.num_timesteps)
@@ -85,7 +92,8 @@ def lockstep_run_step(run_step, out: Path, draw_seed: int, snapshots: set, learn
                         "terms": terms, "lr": loop.opt.param_groups[0]["lr"]})
         if update + 1 in snapshots:
             save_weights(loop, update + 1)
-        torch.save({"draw_seed": draw_seed, "learning_steps": learning_steps, "updates": updates}, out / "lockstep.pt")
+        torch.save({"draw_seed": draw_seed, "learning_steps": learning_steps, "dropout_seed": dropout_seed,
+                    "updates": updates}, out / "lockstep.pt")
         if len(updates) == stop < learning_steps:
             raise Recorded
 
@@ -97,6 +105,8 @@ def main(argv=None):
     lockstep.add_argument("--snapshots", default="0,1,2,5,10,20,40,60", help="updates whose weights are kept")
     lockstep.add_argument("--draw-seed", type=int, default=1000, help="update k draws from seed DRAW_SEED + k")
     lockstep.add_argument("--schedule-steps", type=int, help="the learning-rate decay's length (default --steps)")
+    lockstep.add_argument("--dropout-seed", type=int, help="with --dropout: reseed torch's global generator, whence "
+                          "the dropout masks, before the first update (default: as --seed left it)")
     own, rest = lockstep.parse_known_args(argv)
     args = parse_args(rest)
     if args.version != "v1":
@@ -121,7 +131,7 @@ def main(argv=None):
     if learning_steps < args.steps:
         raise SystemExit("--schedule-steps must be at least --steps")
     CpuDDPTrainLoop.run_step = lockstep_run_step(CpuDDPTrainLoop.run_step, args.out, own.draw_seed, snapshots,
-                                                 learning_steps, args.steps)
+                                                 learning_steps, args.steps, own.dropout_seed)
     train.TrainLoop = CpuDDPTrainLoop
     os.environ["WANDB_MODE"] = "disabled"
     sys.argv = official_argv(args, config_dir)
