@@ -292,3 +292,24 @@ def test_first_updates_of_a_longer_schedule_and_the_plugins_own_draws(official_p
     assert len(result["losses"]["own"]) == 128 and len(draw_gradients.noisy_parameters(result)) >= 10
     assert draw_gradients.ks_distance(result["losses"]["rule"], result["losses"]["own"]) < 1.95 * (2 / 128) ** 0.5
     assert draw_gradients.ks_distance([0.1, 0.2], [0.1, 0.2]) == 0 and draw_gradients.ks_distance([1, 2], [3, 4]) == 1
+
+
+def test_official_lockstep_runs_draw_their_dropout_masks_from_the_dropout_seed(official_python, tmp_path):
+    """lockstep_official.py --dropout-seed: runs from one initialisation and one stream of draws differ only by their
+    dropout masks, which the seed decides (breakthrough_groups.py sets such runs against the plugin's)."""
+    data = toy_data.write_toy_jsonl(tmp_path / "toy")
+
+    def losses(name, dropout_seed):
+        out = tmp_path / name
+        run(official_python, HERE / "lockstep_official.py", "--data-dir", data, "--vocab", data / "vocab.txt", "--out",
+            out, "--steps", "3", "--snapshots", "0", "--dropout", "0.1", "--dropout-seed", str(dropout_seed),
+            "--seq-len", "64", "--batch-size", "8")
+        record = torch.load(out / "lockstep.pt", weights_only=False)
+        assert record["dropout_seed"] == dropout_seed
+        return [update["terms"]["loss"] for update in record["updates"]], torch.load(out / "model000000.pt")
+
+    first, init_a = losses("a", 7)
+    again, _ = losses("b", 7)
+    other, init_c = losses("c", 8)
+    assert first == again and first != other
+    assert all(torch.equal(init_a[key], init_c[key]) for key in init_a)  # --seed alone sets the initialisation
