@@ -6,8 +6,8 @@ as free_runs.py finds it, and the groups compared pairwise:
         rule='runs/ls300/rule_*' own='runs/ls300/own_*' official='runs/off256/official_*' --by 60
 
 A run is a folder holding lockstep.json (lockstep_plugin.py: the plugin's logged x̂0 NLL, ``anchor_nll``),
-lockstep.pt (lockstep_official.py: the official ``nll``) or record.json (free_runs.py: ``nll`` for the official code, ``anchor_nll`` for the plugin). A run is *late* when
-it has not broken through by update --by; runs stopped before --by without a breakthrough are left out (their
+lockstep.pt (lockstep_official.py: the official ``nll``) or record.json (free_runs.py: ``nll`` for the official
+code, ``anchor_nll`` for the plugin). A run is *late* when it has not broken through by update --by; runs stopped before --by without a breakthrough are left out (their
 outcome is unknown). For each pair of groups: the two-sided Fisher exact p of the late counts, and the
 permutation p (100,000 random splits, seeded) of the mean x̂0 NLL over updates --nll-window of the runs that
 reach its end. Seeds are not paired across groups: each group draws its own stream.
@@ -91,6 +91,15 @@ def outcomes(pattern: str, by: int, window: tuple, threshold: float) -> tuple:
     return rows, left_out
 
 
+def late_count(rows: list) -> int:
+    return sum(found is None for _, found, _, _ in rows)
+
+
+def window_nll(rows: list) -> list:
+    """The mean NLL over the window of each run that reaches its end."""
+    return [value for *_, value in rows if value is not None]
+
+
 def report(groups: dict, by: int, window: tuple, left_out: dict) -> str:
     lines = [f"# breakthrough: first update after the plateau whose 10-update mean x̂0 NLL is below the threshold; "
              f"late: none by update {by}"]
@@ -104,16 +113,15 @@ def report(groups: dict, by: int, window: tuple, left_out: dict) -> str:
             lines.append(f"{name:<10} {run:<24} left out: {why}")
     lines.append("")
     for name, rows in groups.items():
-        late = sum(found is None for _, found, _, _ in rows)
-        early = sorted(found for _, found, _, _ in rows if found is not None)
-        nll = [value for *_, value in rows if value is not None]
+        late, nll = late_count(rows), window_nll(rows)
+        early = [found for _, found, _, _ in rows if found is not None]
         median = statistics.median(early) if early else float("nan")
         lines.append(f"{name:<10} runs {len(rows):>3}  late {late:>3} ({late / len(rows):.0%})  median breakthrough of "
                      f"the others {median:g}  mean x̂0 NLL {window[0]}-{window[1]} "
                      + (f"{statistics.fmean(nll):.2f} ({len(nll)} runs)" if nll else "-"))
     for (name_a, rows_a), (name_b, rows_b) in itertools.combinations(groups.items(), 2):
-        late_a, late_b = (sum(found is None for _, found, _, _ in rows) for rows in (rows_a, rows_b))
-        nll_a, nll_b = ([value for *_, value in rows if value is not None] for rows in (rows_a, rows_b))
+        late_a, late_b = late_count(rows_a), late_count(rows_b)
+        nll_a, nll_b = window_nll(rows_a), window_nll(rows_b)
         perm = f"{permutation_p(nll_a, nll_b):.3f}" if len(nll_a) > 1 and len(nll_b) > 1 else "-"
         lines.append(f"{name_a} against {name_b}: late {late_a}/{len(rows_a)} against {late_b}/{len(rows_b)}, "
                      f"Fisher exact p {fisher_p(late_a, len(rows_a), late_b, len(rows_b)):.3f}; "

@@ -101,7 +101,8 @@ def lockstep_run_step(run_step, out: Path, draw_seed: int, snapshots: set, learn
 
 
 def main(argv=None):
-    lockstep = argparse.ArgumentParser(add_help=False, allow_abbrev=False)  # this script's options; the rest are train_tiny.py's (no prefixes: --dropout is theirs)
+    # This script's options; the rest are train_tiny.py's. No prefixes: --dropout is theirs, not --dropout-seed.
+    lockstep = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     lockstep.add_argument("--snapshots", default="0,1,2,5,10,20,40,60", help="updates whose weights are kept")
     lockstep.add_argument("--draw-seed", type=int, default=1000, help="update k draws from seed DRAW_SEED + k")
     lockstep.add_argument("--schedule-steps", type=int, help="the learning-rate decay's length (default --steps)")
