@@ -1,5 +1,6 @@
 """The benchmark scripts on tiny inputs: they import the experiment library (never scripts/), keep
 their command lines, and run end to end (the ones that train or decode many times are slow)."""
+import argparse
 import ast
 import importlib.util
 import json
@@ -155,6 +156,10 @@ def test_free_runs_summary_sets_the_gap_against_the_seed_spread(tmp_path):
     assert "official: 102: 3, 103: 3" in text and "plugin: 102: -, 103: -" in text
     with pytest.raises(SystemExit, match="both sides"):
         free.summary(tmp_path / "official_102", window=2, threshold=5.0)
+    # --uniform-output-bias reaches official_parity.py, whose plugin runs then initialise the lm_head bias as the official code.
+    options = dict(size="2,128,2,512,128", updates=3, dropout=0.1, official_batches="fixed", data_bin=None, out=tmp_path)
+    for uniform in (False, True):
+        assert free.parity_args(argparse.Namespace(**options, uniform_output_bias=uniform), 102).uniform_output_bias is uniform
 
 
 def test_shown_floor_grid_reads_the_old_scripts_variables(monkeypatch):

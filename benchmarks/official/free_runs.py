@@ -47,6 +47,7 @@ def parity_args(args, seed: int):
         "--noise-seeds", "0", "--base-updates", "0", "--test-sentences", "10", "--out", str(args.out),
         "--dropout", str(args.dropout), "--layers", layers, "--hidden", hidden, "--heads", heads, "--ffn", ffn,
         "--latent", latent, "--official-batches", args.official_batches,
+        *(["--uniform-output-bias"] if args.uniform_output_bias else []),
         *(["--data-bin", str(args.data_bin)] if args.data_bin else [])])
 
 
@@ -157,6 +158,8 @@ def main(argv=None):
                         "under its sampler's default seed 0 (fairseq_timed.py --official-order)")
     parser.add_argument("--init", type=Path, help="with --plugin-order official: start from this checkpoint (an official "
                         "initialisation, model000000.pt, converted by diffuseq-convert-official); trains without EMA")
+    parser.add_argument("--uniform-output-bias", action="store_true", help="the plugin's lm_head bias initialised as "
+                        "the official nn.Linear's, U(±1/√latent), instead of 0 (official_parity.py's option)")
     parser.add_argument("--data-bin", type=Path, help="official_parity.py's --data-bin (default: its own)")
     parser.add_argument("--out", type=Path, default=Path("runs/free_runs"))
     parser.add_argument("--summary", type=Path, nargs="+", metavar="FOLDER", help="print the comparison of these")
