@@ -162,6 +162,20 @@ def test_free_runs_summary_sets_the_gap_against_the_seed_spread(tmp_path):
         assert free.parity_args(argparse.Namespace(**options, uniform_output_bias=uniform), 102).uniform_output_bias is uniform
 
 
+def test_init_statistics_marks_parameters_drawn_differently(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS / "official"))  # the script imports its neighbours
+    init = load("official/init_statistics")
+    torch.manual_seed(0)
+    official, plugin = torch.nn.Linear(64, 32), torch.nn.Linear(64, 32)
+    torch.nn.init.zeros_(plugin.bias)  # the plugin's lm_head bias against nn.Linear's U(±1/√64)
+    rows = init.parameter_statistics(official)
+    assert rows["weight"][1] == pytest.approx(official.weight.std().item())
+    assert rows["weight"][3] == pytest.approx(torch.linalg.matrix_norm(official.weight, ord=2).item())
+    text = init.table([rows], [init.parameter_statistics(plugin)]).splitlines()
+    assert text[1].startswith("weight") and not text[1].endswith("<")  # same U(±1/√64) draw law, within 10 %
+    assert text[2].startswith("bias") and text[2].endswith(" <")
+
+
 def test_shown_floor_grid_reads_the_old_scripts_variables(monkeypatch):
     floor = load("shown_floor")
     jobs = floor.grid("none 0.95", "s1:--mbr-candidates 1;mbr10:--mbr-candidates 10")
