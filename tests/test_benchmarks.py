@@ -160,6 +160,8 @@ def test_free_runs_summary_sets_the_gap_against_the_seed_spread(tmp_path):
     options = dict(size="2,128,2,512,128", updates=3, dropout=0.1, official_batches="fixed", data_bin=None, out=tmp_path)
     for uniform in (False, True):
         assert free.parity_args(argparse.Namespace(**options, uniform_output_bias=uniform), 102).uniform_output_bias is uniform
+    with pytest.raises(SystemExit):  # only the plugin's runs on the official order choose their EMA
+        free.main(["--side", "official", "--no-ema", "--out", str(tmp_path)])
 
 
 def test_init_statistics_marks_parameters_drawn_differently(monkeypatch):

@@ -70,7 +70,7 @@ def train(args) -> None:
                      "--reset-lr-scheduler", "--reset-meters"] if args.init else []
             official_parity.train_plugin(parity, name, model, True, args.updates, parity.batch_size,
                                          timed=["--official-order", parity.batch_size],
-                                         extra=["--curriculum", "1", *start], ema=not args.init)
+                                         extra=["--curriculum", "1", *start], ema=not (args.init or args.no_ema))
         print(f"{name}: trained", flush=True)
 
 
@@ -158,6 +158,8 @@ def main(argv=None):
                         "under its sampler's default seed 0 (fairseq_timed.py --official-order)")
     parser.add_argument("--init", type=Path, help="with --plugin-order official: start from this checkpoint (an official "
                         "initialisation, model000000.pt, converted by diffuseq-convert-official); trains without EMA")
+    parser.add_argument("--no-ema", action="store_true", help="with --plugin-order official: train without EMA, as runs "
+                        "from --init do (fairseq's EMA only reads the weights: the losses stay the same)")
     parser.add_argument("--uniform-output-bias", action="store_true", help="the plugin's lm_head bias initialised as "
                         "the official nn.Linear's, U(±1/√latent), instead of 0 (official_parity.py's option)")
     parser.add_argument("--data-bin", type=Path, help="official_parity.py's --data-bin (default: its own)")
@@ -170,8 +172,8 @@ def main(argv=None):
     if args.summary:
         print("\n\n".join(summary(folder, args.window, args.breakthrough_nll, args.first) for folder in args.summary))
     elif args.side:
-        if args.init and (args.side != "plugin" or args.plugin_order != "official"):
-            parser.error("--init goes with --side plugin --plugin-order official")
+        if (args.init or args.no_ema) and (args.side != "plugin" or args.plugin_order != "official"):
+            parser.error("--init and --no-ema go with --side plugin --plugin-order official")
         train(args)
     else:
         parser.error("give --side (train) or --summary FOLDER")
