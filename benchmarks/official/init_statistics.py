@@ -36,7 +36,7 @@ def table(official: list, plugin: list) -> str:
     lines = [f"{'parameter':<48} " + " ".join(f"{c + ' official/plugin':>24}" for c in COLUMNS)]
     for name in official[0]:
         pairs = [(mean_of(official, name, c), mean_of(plugin, name, c)) for c in range(len(COLUMNS))]
-        (_, _), (std_o, std_p), (max_o, max_p), _ = pairs
+        (std_o, std_p), (max_o, max_p) = pairs[1], pairs[2]
         apart = abs(std_o - std_p) > 0.1 * max(std_o, 1e-8) or abs(max_o - max_p) > 0.2 * max(max_o, 1e-8)
         lines.append(f"{name:<48} " + " ".join(f"{o:>11.4f}/{p:<12.4f}" for o, p in pairs) + (" <" if apart else ""))
     return "\n".join(lines)
@@ -52,9 +52,9 @@ def main(argv=None):
         parser.error(f"{len(args.inits)} initialisations but {len(seeds)} seeds")
     official, plugin = [], []
     for checkpoint, seed in zip(args.inits, seeds):
-        trainer, _ = lockstep_plugin.build_trainer(checkpoint, "adamw")
+        trainer, _ = lockstep_plugin.build_trainer(checkpoint)
         official.append(parameter_statistics(trainer.model))
-        trainer, _ = lockstep_plugin.build_trainer(checkpoint, "adamw", own_init=True, seed=seed)
+        trainer, _ = lockstep_plugin.build_trainer(checkpoint, own_init=True, seed=seed)
         plugin.append(parameter_statistics(trainer.model))
     print(table(official, plugin))
 
