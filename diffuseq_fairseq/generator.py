@@ -62,6 +62,7 @@ class DecodingOptions:
     total_length_limit: int = 0  # --max-total-len: a predicted length is at most this less the source's
     ranking: str = "mbr"  # a name of RANKINGS
     collapse_repeats: bool = False  # output a token repeated in a row once
+    end_penalty: float = 0.0  # subtracted from the </s> and padding logits when the output words are read
 
     def __post_init__(self):
         if not 1 <= self.num_steps <= self.total_steps - self.lowest_step:
@@ -77,6 +78,9 @@ class DecodingOptions:
             raise ValueError(f"--length-beam must be at least 1, got {self.length_beam}")
         if self.length_beam and self.total_length_limit < 2:
             raise ValueError("a length beam needs the total-length limit (--max-total-len)")
+        if self.end_penalty and self.length_beam:
+            raise ValueError("--end-penalty moves where a canvas's output ends; under --length-beam every canvas "
+                             "has exactly its length and ends in </s>: use one or the other")
         if self.ranking not in RANKINGS:
             raise ValueError(f"unknown --rank-candidates {self.ranking!r}; choose one of {', '.join(RANKINGS)}")
 
@@ -325,10 +329,12 @@ class DiffuSeqGenerator:
         best first by MBR or by their score."""
         per_source = self.options.hypotheses_per_source
 
+        readout_bias = self._readout_bias(vocabulary)
+
         def output_words(states):
             if self.options.round_output:  # the official sampler's last step returns the rounded x̂0
                 states = vocabulary.embeddings[nearest_embedding_ids(states, vocabulary.embeddings)]
-            ids, log_probs = most_likely_words(states, vocabulary.embeddings, vocabulary.bias)
+            ids, log_probs = most_likely_words(states, vocabulary.embeddings, readout_bias)
             if walk.length_scores is not None:
                 ids, log_probs = self._end_with_eos(states, ids, log_probs, walk.final_inside, vocabulary)
             return self._compact(ids if vocabulary.ids is None else vocabulary.ids[ids], log_probs, walk.final_inside)
@@ -353,6 +359,20 @@ class DiffuSeqGenerator:
             ranking = self._mbr_ranking(compact.view(batch, per_source, -1), valid.view(batch, per_source, -1),
                                         walk.length_scores)
         return [[hypos[b * per_source + c] for c in ranking[b].tolist()] for b in range(batch)]
+
+    def _readout_bias(self, vocabulary: _Vocabulary) -> torch.Tensor:
+        """The lm_head bias the output words are read with: --end-penalty lowers </s> and padding, so
+        that a position ends the output (or is dropped) only when the model prefers that by more than the
+        penalty. It is LevT's --iter-decode-eos-penalty for a canvas: a length knob that leaves the reverse
+        process itself unchanged."""
+        if not self.options.end_penalty:
+            return vocabulary.bias
+        ends = torch.tensor([self.eos, self.pad], device=vocabulary.bias.device)
+        if vocabulary.ids is not None:  # rows of the output subset (both specials are always in it)
+            ends = torch.searchsorted(vocabulary.ids, ends)
+        bias = vocabulary.bias.clone()
+        bias[ends] -= self.options.end_penalty
+        return bias
 
     @staticmethod
     def _mbr_ranking(tokens: torch.Tensor, valid: torch.Tensor, length_scores: Optional[torch.Tensor]):

@@ -326,3 +326,43 @@ def test_collapse_repeats_changes_only_the_repeats_of_the_same_candidates(networ
         assert sorted(h["tokens"].tolist() for h in collapsed_sentence) == expected
         repeats += sum(len(h["tokens"]) for h in plain_sentence) - sum(map(len, expected))
     assert repeats > 0  # the random network does repeat itself, so the comparison is not vacuous
+
+
+@pytest.mark.parametrize("penalty, output_ids", [(1.5, None), (-0.7, None), (2.0, torch.tensor([BOS, PAD, EOS, 4, 9, 13]))])
+def test_end_penalty_reads_the_words_with_end_and_padding_logits_lowered(network, monkeypatch, penalty, output_ids):
+    """--end-penalty P: the output words are argmax of lm_head(x̂0) with P taken off </s> and padding,
+    within the output vocabulary; the reverse process (every model call) is the same as without it."""
+    predictions = []
+    denoise = network.denoise
+
+    def recording(*args, **kwargs):
+        predictions.append(denoise(*args, **kwargs))
+        return predictions[-1]
+
+    monkeypatch.setattr(network, "denoise", recording)
+    options = make(steps=3, candidates=1, output_ids=output_ids).options
+    (hypo,), _ = DiffuSeqGenerator(DecodingOptions(**{**options.__dict__, "end_penalty": penalty})).generate(
+        [network], sample())
+    with_penalty = [p.clone() for p in predictions]
+    predictions.clear()
+    make(steps=3, candidates=1, output_ids=output_ids).generate([network], sample())
+    assert all(torch.equal(a, b) for a, b in zip(with_penalty, predictions))
+
+    ids = torch.arange(VOCAB) if output_ids is None else output_ids
+    bias = network.output_bias[ids].clone()
+    bias[(ids == EOS) | (ids == PAD)] -= penalty
+    read = ids[(with_penalty[-1][0] @ network.word_embeddings()[ids].t() + bias).argmax(-1)].tolist()
+    words = [i for i in read if i not in (PAD, BOS)]
+    assert hypo["tokens"][:-1].tolist() == words[: words.index(EOS) if EOS in words else len(words)]
+
+
+def test_end_penalty_moves_the_output_length_both_ways(network):
+    def lengths(penalty):
+        options = {**make(candidates=2).options.__dict__, "end_penalty": penalty}
+        return [len(h["tokens"]) - 1 for s in DiffuSeqGenerator(DecodingOptions(**options)).generate([network], sample())
+                for h in s]
+
+    assert lengths(-100.0) == [0, 0, 0, 0]  # every position prefers </s> or padding
+    assert lengths(100.0) == [6, 6, 6, 6]  # no position does: every canvas position is a word
+    with pytest.raises(ValueError, match="--end-penalty .* --length-beam"):
+        DecodingOptions(**{**make().options.__dict__, "end_penalty": 1.0, "length_beam": 2, "total_length_limit": 128})

@@ -255,6 +255,7 @@ class DiffuSeqTask(TranslationTask):
             total_length_limit=self.cfg.max_total_len,
             ranking=str(knob("rank_candidates")),
             collapse_repeats=bool(knob("collapse_repeats")),
+            end_penalty=float(knob("end_penalty")),
         )
 
     @staticmethod

@@ -92,6 +92,12 @@ class DiffuSeqConfig(TranslationConfig):
                                  "candidate before ranking: the deduplication of non-autoregressive decoders (Lee et "
                                  "al., 2018), whose positions, filled in parallel, often copy a neighbour's word"}
     )
+    end_penalty: float = field(
+        default=0.0, metadata={"help": "subtract this from the logits of </s> and padding when the output words are "
+                               "read from the last x0 estimate: > 0 writes longer outputs, < 0 shorter (LevT's "
+                               "--iter-decode-eos-penalty for a canvas; the reverse process is unchanged; not with "
+                               "--length-beam)"}
+    )
     stop_when_stable: int = field(
         default=0, metadata={"help": "finish a candidate once the words of its x0 estimate have not changed for "
                              "this many steps, and drop it from the batch (as fairseq's iterative refinement "
