@@ -2,7 +2,8 @@
 of a split, each scored against every reference, in one table.
 
 Made for the caption paraphrases (issue #28), where both models write shorter outputs than the
-references: LevT's length knob is fairseq's --iter-decode-eos-penalty, DiffuSeq's its canvas
+references: LevT's length knob is fairseq's --iter-decode-eos-penalty, DiffuSeq's its --end-penalty
+(the same knob for a canvas: a seed that fills its canvas needs a negative one) or its canvas
 (--canvas-len-a/--canvas-len-b, the positions it may fill). Per seed N:
 
     python benchmarks/decode_sweep.py --data-bin data-bin/captions --split valid --sentences 200 \\
@@ -11,7 +12,8 @@ references: LevT's length knob is fairseq's --iter-decode-eos-penalty, DiffuSeq'
         --checkpoint diffuseq=runs/cap37_sN/ckpt_diffuseq_lr1.5e-3/checkpoint_last.pt \\
         --decode "levt:eos0=--task translation_lev $(python -m diffuseq_fairseq.experiments.recipes levt_cpu --decode)" \\
         --decode "levt:eos2=--task translation_lev ... --iter-decode-eos-penalty 2" \\
-        --decode "diffuseq:canvas1.5+5=--task diffuseq $(... captions_cpu --decode) --mbr-candidates 10" ... \\
+        --decode "diffuseq:end0=--task diffuseq $(... captions_cpu --decode) --mbr-candidates 10 --nbest 10" \\
+        --decode "diffuseq:end-4=... --end-penalty -4" ... \\
         --out runs/lensweep_sN
 
 Every decode is fairseq-generate with the options given (after the defaults of scripts/compare_levt.py's

@@ -159,3 +159,15 @@ def test_a_diffuseq_layout_checkpoint_trains_and_decodes_in_its_layout(data_bin,
 def test_round_output_decodes(data_bin, checkpoint):
     out = parse_output(generate_main(data_bin, checkpoint, GENERATE + ["--round-output", "--diffusion-steps", "3"]))
     assert len(out["H"]) == 6 and all(len(rows) == 2 for rows in out["H"].values())
+
+
+def test_end_penalty_reaches_the_generator_from_the_command_line(data_bin, checkpoint):
+    """--end-penalty of fairseq-generate: a large negative one ends every output at once, a large positive
+    one leaves no output empty."""
+    def hypotheses(penalty):
+        out = parse_output(generate_main(data_bin, checkpoint, GENERATE + ["--diffusion-steps", "3",
+                                                                          "--end-penalty", str(penalty)]))
+        return [words for rows in out["H"].values() for _, words in rows]
+
+    assert hypotheses(-1000) == [""] * 12
+    assert all(words for words in hypotheses(1000))
