@@ -65,11 +65,12 @@ SHIPPED_OPTIONS = "--anchor-loss-weight 1 --rounding-loss-weight 0 --embed-norm 
 PAPER = Recipe(
     name="paper",
     summary="the paper's model and optimiser (diffuseq_base, T=2000, AdamW 1e-4 decayed linearly, EMA 0.9999), "
-    "the official code's loss positions, 2,000-step decoding with MBR 10",
+    "the official code's loss positions and lm_head bias initialisation, 2,000-step decoding with MBR 10",
     model="diffuseq",
     task="--task diffuseq",
-    # The official batch is 2,048 sentences over 4 GPUs; --batch-size is per GPU in fairseq.
-    train="--arch diffuseq_base --num-timesteps 2000 --criterion diffuseq_loss --loss-positions all "
+    # The official batch is 2,048 sentences over 4 GPUs; --batch-size is per GPU in fairseq. The official
+    # lm_head is an nn.Linear, whose bias starts at U(±1/√latent), not at the plugin's 0.
+    train="--arch diffuseq_base --num-timesteps 2000 --uniform-output-bias --criterion diffuseq_loss --loss-positions all "
     "--optimizer adamw --adam-betas (0.9,0.999) --lr 1e-4 --lr-scheduler polynomial_decay --total-num-update 50000 "
     "--batch-size 2048 --store-ema --ema-decay 0.9999",
     budget="--max-update 50000",
