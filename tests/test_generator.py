@@ -31,6 +31,19 @@ def make(sampler="dpm-solver++", steps=5, candidates=3, seed=1, history=False, e
         output_ids=output_ids, ranking=ranking))
 
 
+def record_predictions(network, monkeypatch) -> list:
+    """A list that receives every x̂0 the network predicts from now on."""
+    predictions = []
+    denoise = network.denoise
+
+    def recording(*args, **kwargs):
+        predictions.append(denoise(*args, **kwargs))
+        return predictions[-1]
+
+    monkeypatch.setattr(network, "denoise", recording)
+    return predictions
+
+
 @pytest.mark.parametrize("sampler, steps, eta", [("ddpm", 50, 0.0), ("ddim", 10, 0.5), ("dpm-solver++", 5, 0.0)])
 def test_hypothesis_protocol(network, sampler, steps, eta):
     hypos = make(sampler, steps, eta=eta).generate([network], sample())
@@ -203,14 +216,7 @@ def test_rows_are_decoded_in_length_groups_and_returned_in_batch_order(network):
 def test_output_is_lm_head_of_the_last_prediction_with_its_log_probs(network, monkeypatch):
     """Words and scores come from lm_head(x̂0) of the last model call, not from its rounding, an
     exact word embedding on which every log-prob was ≈ 0."""
-    predictions = []
-    denoise = network.denoise
-
-    def recording(*args, **kwargs):
-        predictions.append(denoise(*args, **kwargs))
-        return predictions[-1]
-
-    monkeypatch.setattr(network, "denoise", recording)
+    predictions = record_predictions(network, monkeypatch)
     (hypo,), _ = make(steps=1, candidates=1).generate([network], sample())
     log_probs = torch.log_softmax(predictions[-1][0] @ network.word_embeddings().t() + network.output_bias, -1)
     best, ids = log_probs.max(-1)
@@ -279,14 +285,7 @@ def test_sources_without_a_word_get_empty_hypotheses(network):
 
 def test_round_output_outputs_lm_head_of_the_nearest_embedding_of_the_last_prediction(network, monkeypatch):
     """--round-output: the official p_sample_loop's last step returns the rounded x̂0."""
-    predictions = []
-    denoise = network.denoise
-
-    def recording(*args, **kwargs):
-        predictions.append(denoise(*args, **kwargs))
-        return predictions[-1]
-
-    monkeypatch.setattr(network, "denoise", recording)
+    predictions = record_predictions(network, monkeypatch)
     generator = DiffuSeqGenerator(DecodingOptions(special_ids=(PAD, BOS, EOS), num_steps=1, total_steps=50,
                                                   canvas_length=lambda n: torch.full_like(n, 6), round_output=True))
     (hypo,), _ = generator.generate([network], sample())
@@ -332,14 +331,7 @@ def test_collapse_repeats_changes_only_the_repeats_of_the_same_candidates(networ
 def test_end_penalty_reads_the_words_with_end_and_padding_logits_lowered(network, monkeypatch, penalty, output_ids):
     """--end-penalty P: the output words are argmax of lm_head(x̂0) with P taken off </s> and padding,
     within the output vocabulary; the reverse process (every model call) is the same as without it."""
-    predictions = []
-    denoise = network.denoise
-
-    def recording(*args, **kwargs):
-        predictions.append(denoise(*args, **kwargs))
-        return predictions[-1]
-
-    monkeypatch.setattr(network, "denoise", recording)
+    predictions = record_predictions(network, monkeypatch)
     options = make(steps=3, candidates=1, output_ids=output_ids).options
     (hypo,), _ = DiffuSeqGenerator(DecodingOptions(**{**options.__dict__, "end_penalty": penalty})).generate(
         [network], sample())
