@@ -364,7 +364,8 @@ class DiffuSeqGenerator:
         """The lm_head bias the output words are read with: --end-penalty lowers </s> and padding, so
         that a position ends the output (or is dropped) only when the model prefers that by more than the
         penalty. It is LevT's --iter-decode-eos-penalty for a canvas: a length knob that leaves the reverse
-        process itself unchanged."""
+        process itself unchanged. The words' log-probabilities are read under it too, so that a hypothesis's
+        score (--rank-candidates score) is that of the distribution its words were picked from."""
         if not self.options.end_penalty:
             return vocabulary.bias
         ends = torch.tensor([self.eos, self.pad], device=vocabulary.bias.device)
