@@ -164,6 +164,42 @@ def test_free_runs_summary_sets_the_gap_against_the_seed_spread(tmp_path):
         free.main(["--side", "official", "--no-ema", "--out", str(tmp_path)])
 
 
+def test_free_runs_decode_scores_every_finished_run_and_leaves_out_the_stopped(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("free_runs", BENCHMARKS / "official" / "free_runs.py")
+    free = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(free)
+
+    def run(name, updates, checkpoint):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "record.json").write_text(json.dumps({"updates": [{}] * updates}))
+        if checkpoint:
+            (tmp_path / name / checkpoint).write_text("weights")
+
+    run("official_102", 300, "ema_0.99_000300.pt")
+    run("official_103", 70, None)  # stopped early: the official code writes its EMA only at the end
+    run("plugin_padded_102", 300, "checkpoint_last.pt")
+    run("plugin_padded_103", 300, "checkpoint_last.pt")
+    decoded = []
+    monkeypatch.setattr(free, "first_pairs", lambda *args: tmp_path / "test_first_4")
+    monkeypatch.setattr(free, "convert", lambda weights, out: {"checkpoint": out / "checkpoint.pt"})
+    monkeypatch.setattr(free, "export_ema", lambda source, destination: 1)
+
+    def plugin_decode(parity, data, model, checkpoint, sampler, flags, candidates):
+        decoded.append((model, checkpoint.name, flags, candidates))
+        return {"bleu": {"official_102": 0.02, "plugin_padded_102": 0.01, "plugin_padded_103": 0.03}[model]}
+
+    monkeypatch.setattr(free.official_parity, "plugin_decode", plugin_decode)
+    text = free.decode(tmp_path, 4)
+    assert [(model, name) for model, name, _, _ in decoded] == [
+        ("official_102", "checkpoint.pt"), ("plugin_padded_102", "plugin_padded_102_ema.pt"),
+        ("plugin_padded_103", "plugin_padded_103_ema.pt")]
+    assert all("--sampler ddim --diffusion-steps 20" in flags and "--round-output" in flags and candidates == 1
+               for _, _, flags, candidates in decoded)
+    assert "official_103: 70 updates, no ema_0.99_000070.pt; left out" in text
+    assert "| official | 102 | 300 | 2.00 |" in text and "| plugin | 103 | 300 | 3.00 |" in text
+    assert "| plugin | mean ± sd | | 2.000 ± 1.414 |" in text
+    assert "p 1.000" in text  # one official run against two: every split is as extreme
+
 def test_init_statistics_marks_parameters_drawn_differently(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCHMARKS / "official"))  # the script imports its neighbours
     init = load("official/init_statistics")

@@ -7,6 +7,7 @@ smaller and repeated over seeds, so a gap can be set against the seed-to-seed sp
     .venv/bin/python benchmarks/official/free_runs.py --side official --seeds 102-107 --out runs/free_runs
     .venv/bin/python benchmarks/official/free_runs.py --side plugin --seeds 102-107 --out runs/free_runs
     .venv/bin/python benchmarks/official/free_runs.py --summary runs/free_runs
+    .venv/bin/python benchmarks/official/free_runs.py --decode runs/free_runs --test-sentences 100
 
 (the two sides can run at once, one core each). The official loader shuffles with a fixed seed, so
 every official run sees the same batches whatever its seed; --official-batches seeded (the default here)
@@ -16,6 +17,9 @@ The summary gives, per window of updates, each side's mean and standard deviatio
 mse and of the logged x̂0 NLL, and the two-sided p-value of an exact permutation test of the difference of
 means (the seeds are not paired: the two sides initialise and draw differently); then each run's
 breakthrough, the first update after its plateau whose --window/3 mean NLL falls below --breakthrough-nll.
+--decode decodes every finished run (the official ones converted, the plugin's EMA weights) alike with the
+plugin's decoder, as official_parity.py decodes (DDIM 20 with rounding, |S| = 1), and gives the paper's BLEU
+on the first --test-sentences test pairs: BLEU at matched updates, set against each side's seed spread.
 """
 import argparse
 import itertools
@@ -27,6 +31,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 import official_parity  # noqa: E402
+
+from diffuseq_fairseq.convert_official import convert  # noqa: E402
+from diffuseq_fairseq.experiments.runner import first_pairs  # noqa: E402
+from diffuseq_fairseq.export_ema import export_ema  # noqa: E402
 
 SIDES = {"official": "official", "plugin": "plugin_padded"}  # run folder prefixes
 
@@ -144,6 +152,44 @@ def summary(folder: Path, window: int, threshold: float, first: int = None) -> s
     return "\n".join(lines)
 
 
+def decode(folder: Path, sentences: int, data_bin: Path = None) -> str:
+    """The paper's BLEU of every finished run in ``folder``, each decoded by the plugin's decoder as
+    official_parity.py decodes its runs; outputs in FOLDER/decoded/."""
+    parity = official_parity.parse_args(["--out", str(folder / "decoded"), "--test-sentences", str(sentences),
+                                         *(["--data-bin", str(data_bin)] if data_bin else [])])
+    (parity.out / "logs").mkdir(parents=True, exist_ok=True)
+    data = {"test_bin": first_pairs(parity.data_bin, parity.source_lang, parity.target_lang, sentences, parity.out,
+                                    parity.threads)}
+    ddim = (f"ddim {parity.decode_steps}, rounding",
+            f"--sampler ddim --diffusion-steps {parity.decode_steps} --ddim-eta 0 --rounding l2 --round-output")
+    bleu, lines = {}, []
+    for side, prefix in SIDES.items():
+        for record in sorted(folder.glob(f"{prefix}_*/record.json")):
+            run, updates = record.parent, len(json.loads(record.read_text())["updates"])
+            if side == "official":
+                weights = run / f"ema_{parity.ema_rate}_{updates:06d}.pt"
+                checkpoint = weights.exists() and convert(weights, parity.out / f"{run.name}_converted")["checkpoint"]
+            else:
+                checkpoint = parity.out / f"{run.name}_ema.pt"
+                weights = run / "checkpoint_last.pt"
+                if weights.exists():
+                    export_ema(weights, checkpoint)
+            if not weights.exists():  # stopped early: no final checkpoint
+                lines.append(f"{run.name}: {updates} updates, no {weights.name}; left out")
+                continue
+            entry = official_parity.plugin_decode(parity, data, run.name, Path(checkpoint), *ddim, 1)
+            bleu.setdefault(side, {})[int(run.name.rsplit("_", 1)[1])] = (updates, entry["bleu"])
+    lines += [f"# {folder}: the paper's BLEU (x100) on the first {sentences} test pairs, every run decoded by the plugin "
+              f"({ddim[0]}, |S| = 1)", "", "| side | seed | updates | BLEU |", "|---|---|---|---|"]
+    for side, runs in bleu.items():
+        lines += [f"| {side} | {seed} | {updates} | {100 * score:.2f} |" for seed, (updates, score) in sorted(runs.items())]
+        lines.append(f"| {side} | mean ± sd | | {spread([100 * score for _, score in runs.values()])} |")
+    if len(bleu) == 2:
+        sides = [[score for _, score in runs.values()] for runs in bleu.values()]
+        lines.append(f"\nexact permutation test of the difference of means: p {permutation_p(*sides):.3f}")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--side", choices=sorted(SIDES), help="train this side's runs")
@@ -168,15 +214,19 @@ def main(argv=None):
     parser.add_argument("--window", type=int, default=30, help="updates per row of the summary")
     parser.add_argument("--breakthrough-nll", type=float, default=5.0)
     parser.add_argument("--first", type=int, help="summarise the first N updates (of the runs that have them)")
+    parser.add_argument("--decode", type=Path, metavar="FOLDER", help="decode every finished run in FOLDER; print BLEU")
+    parser.add_argument("--test-sentences", type=int, default=100, help="with --decode: the first N test pairs")
     args = parser.parse_args(argv)
     if args.summary:
         print("\n\n".join(summary(folder, args.window, args.breakthrough_nll, args.first) for folder in args.summary))
+    elif args.decode:
+        print(decode(args.decode, args.test_sentences, args.data_bin))
     elif args.side:
         if (args.init or args.no_ema) and (args.side != "plugin" or args.plugin_order != "official"):
             parser.error("--init and --no-ema go with --side plugin --plugin-order official")
         train(args)
     else:
-        parser.error("give --side (train) or --summary FOLDER")
+        parser.error("give --side (train), --summary FOLDER or --decode FOLDER")
 
 
 if __name__ == "__main__":
