@@ -153,7 +153,8 @@ def test_free_runs_summary_sets_the_gap_against_the_seed_spread(tmp_path):
         record(tmp_path / f"plugin_padded_{seed}", "anchor_nll", [0.7 + shift] * 4, [12, 14, 14, 14])
     text = free.summary(tmp_path, window=2, threshold=5.0)
     assert "| 1–2 | 0.550 ± 0.071 | 0.750 ± 0.071 | 0.333 | 13.000 ± 0.000 | 13.000 ± 0.000 | 1.000 |" in text
-    assert "official: 102: 3, 103: 3" in text and "plugin: 102: -, 103: -" in text
+    assert "official: 102: 3 (0.500, 4.00), 103: 3 (0.600, 4.00)" in text
+    assert "plugin: 102: - (0.700, 14.00), 103: - (0.800, 14.00)" in text and "over updates 3–4" in text
     with pytest.raises(SystemExit, match="both sides"):
         free.summary(tmp_path / "official_102", window=2, threshold=5.0)
     # --uniform-output-bias reaches official_parity.py, whose plugin runs then initialise the lm_head bias as the official code.

@@ -144,11 +144,15 @@ def summary(folder: Path, window: int, threshold: float, first: int = None) -> s
             b = [statistics.fmean(run[term][start:stop]) for run in plugin.values()]
             row += [spread(a), spread(b), f"{permutation_p(a, b):.3f}"]
         lines.append("| " + " | ".join(row) + " |")
+    last = f"{updates - (updates - 1) % window}–{updates}"
     lines += ["", f"breakthrough (first update, after its peak, whose {window // 3 or 1}-update mean x̂0 NLL "
-              f"< {threshold:g}; - : not within {updates})"]
+              f"< {threshold:g}; - : not within {updates}), and each run's mse and x̂0 NLL over updates {last}"]
     for side, runs in (("official", official), ("plugin", plugin)):
         found = {seed: breakthrough(run["nll"], window // 3 or 1, threshold) for seed, run in runs.items()}
-        lines.append(f"{side}: " + ", ".join(f"{seed}: {found[seed] or '-'}" for seed in sorted(found)))
+        ends = {seed: [statistics.fmean(run[term][(updates - 1) // window * window:]) for term in ("mse", "nll")]
+                for seed, run in runs.items()}
+        lines.append(f"{side}: " + ", ".join(f"{seed}: {found[seed] or '-'} ({ends[seed][0]:.3f}, {ends[seed][1]:.2f})"
+                                             for seed in sorted(found)))
     return "\n".join(lines)
 
 
