@@ -274,12 +274,15 @@ def decode_entry(model: str, decoder: str, sampler: str, candidates: int, bleu: 
             "seconds": seconds, "sentences_per_second": sentences / seconds if seconds > 0 else math.nan}
 
 
-def plugin_decode(args, data: dict, model: str, checkpoint: Path, sampler: str, flags: str, candidates: int) -> dict:
+def plugin_decode(args, data: dict, model: str, checkpoint: Path, sampler: str, flags: str, candidates: int,
+                  reuse: bool = False) -> dict:
+    """``reuse``: read back a decode finished by an earlier call (runner.generate's)."""
     tag = re.sub(r"\W+", "_", f"{model}_{sampler}_{candidates}")
     task = (f"--task diffuseq --source-lang {args.source_lang} --target-lang {args.target_lang} --token-layout diffuseq "
             f"--max-total-len {args.seq_len}")
     gen_file, speed = generate(tag, data["test_bin"], checkpoint, f"{task} {flags} --mbr-candidates {candidates} "
-                               f"--output-vocab all --batch-size {args.decode_batch_size}", args.out, args.threads, "decode")
+                               f"--output-vocab all --batch-size {args.decode_batch_size}", args.out, args.threads, "decode",
+                               reuse=reuse)
     return decode_entry(model, "plugin (fairseq-generate)", sampler, candidates, metrics_of(gen_file)["bleu"],
                         speed["generate_seconds_in_fairseq"], args.test_sentences)
 

@@ -185,7 +185,8 @@ def test_free_runs_decode_scores_every_finished_run_and_leaves_out_the_stopped(t
     monkeypatch.setattr(free, "convert", lambda weights, out: {"checkpoint": out / "checkpoint.pt"})
     monkeypatch.setattr(free, "export_ema", lambda source, destination: 1)
 
-    def plugin_decode(parity, data, model, checkpoint, sampler, flags, candidates):
+    def plugin_decode(parity, data, model, checkpoint, sampler, flags, candidates, reuse):
+        assert reuse  # a second call reads back what the first decoded
         decoded.append((model, checkpoint.name, flags, candidates))
         return {"bleu": {"official_102": 0.02, "plugin_padded_102": 0.01, "plugin_padded_103": 0.03}[model]}
 

@@ -158,7 +158,8 @@ def summary(folder: Path, window: int, threshold: float, first: int = None) -> s
 
 def decode(folder: Path, sentences: int, data_bin: Path = None) -> str:
     """The paper's BLEU of every finished run in ``folder``, each decoded by the plugin's decoder as
-    official_parity.py decodes its runs; outputs in FOLDER/decoded/."""
+    official_parity.py decodes its runs; outputs in FOLDER/decoded/, where a run decoded by an earlier
+    call is read back (add runs to the folder and call again)."""
     parity = official_parity.parse_args(["--out", str(folder / "decoded"), "--test-sentences", str(sentences),
                                          *(["--data-bin", str(data_bin)] if data_bin else [])])
     (parity.out / "logs").mkdir(parents=True, exist_ok=True)
@@ -181,7 +182,7 @@ def decode(folder: Path, sentences: int, data_bin: Path = None) -> str:
             if not weights.exists():  # stopped early: no final checkpoint
                 lines.append(f"{run.name}: {updates} updates, no {weights.name}; left out")
                 continue
-            entry = official_parity.plugin_decode(parity, data, run.name, Path(checkpoint), *ddim, 1)
+            entry = official_parity.plugin_decode(parity, data, run.name, Path(checkpoint), *ddim, 1, reuse=True)
             bleu.setdefault(side, {})[int(run.name.rsplit("_", 1)[1])] = (updates, entry["bleu"])
     lines += [f"# {folder}: the paper's BLEU (x100) on the first {sentences} test pairs, every run decoded by the plugin "
               f"({ddim[0]}, |S| = 1)", "", "| side | seed | updates | BLEU |", "|---|---|---|---|"]
