@@ -171,18 +171,16 @@ def decode(folder: Path, sentences: int, data_bin: Path = None) -> str:
     for side, prefix in SIDES.items():
         for record in sorted(folder.glob(f"{prefix}_*/record.json")):
             run, updates = record.parent, len(json.loads(record.read_text())["updates"])
-            if side == "official":
-                weights = run / f"ema_{parity.ema_rate}_{updates:06d}.pt"
-                checkpoint = weights.exists() and convert(weights, parity.out / f"{run.name}_converted")["checkpoint"]
-            else:
-                checkpoint = parity.out / f"{run.name}_ema.pt"
-                weights = run / "checkpoint_last.pt"
-                if weights.exists():
-                    export_ema(weights, checkpoint)
+            weights = run / (f"ema_{parity.ema_rate}_{updates:06d}.pt" if side == "official" else "checkpoint_last.pt")
             if not weights.exists():  # stopped early: no final checkpoint
                 lines.append(f"{run.name}: {updates} updates, no {weights.name}; left out")
                 continue
-            entry = official_parity.plugin_decode(parity, data, run.name, Path(checkpoint), *ddim, 1, reuse=True)
+            if side == "official":
+                checkpoint = Path(convert(weights, parity.out / f"{run.name}_converted")["checkpoint"])
+            else:
+                checkpoint = parity.out / f"{run.name}_ema.pt"
+                export_ema(weights, checkpoint)
+            entry = official_parity.plugin_decode(parity, data, run.name, checkpoint, *ddim, 1, reuse=True)
             bleu.setdefault(side, {})[int(run.name.rsplit("_", 1)[1])] = (updates, entry["bleu"])
     lines += [f"# {folder}: the paper's BLEU (x100) on the first {sentences} test pairs, every run decoded by the plugin "
               f"({ddim[0]}, |S| = 1)", "", "| side | seed | updates | BLEU |", "|---|---|---|---|"]
