@@ -318,6 +318,12 @@ def official_decodes(args, checkpoint: Path) -> list:
     return entries
 
 
+def ddim_decode(args) -> tuple:
+    """(label, fairseq-generate options) of the decode every trained model gets alike."""
+    return (f"ddim {args.decode_steps}, rounding",
+            f"--sampler ddim --diffusion-steps {args.decode_steps} --ddim-eta 0 --rounding l2 --round-output")
+
+
 def decode_all(args, data: dict, runs: dict) -> list:
     """Every trained model through the plugin's decoder (the official runs of --noise-seeds at |S| = 1
     only: the yardstick), and the official model through the official decoders."""
@@ -330,8 +336,7 @@ def decode_all(args, data: dict, runs: dict) -> list:
         exported = args.out / name / "checkpoint_ema.pt"
         export_ema(runs[name]["checkpoint"], exported)
         models[name.replace("_", " ")] = (exported, [1] if name.endswith("_length_batches") else sorted({1, args.mbr}))
-    ddim = (f"ddim {args.decode_steps}, rounding", f"--sampler ddim --diffusion-steps {args.decode_steps} --ddim-eta 0 "
-            "--rounding l2 --round-output")
+    ddim = ddim_decode(args)
     dpm = (f"dpm-solver++ {args.solver_steps}, no rounding",
            f"--sampler dpm-solver++ --diffusion-steps {args.solver_steps} --rounding none")
     entries = []

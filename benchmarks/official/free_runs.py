@@ -165,8 +165,7 @@ def decode(folder: Path, sentences: int, data_bin: Path = None) -> str:
     (parity.out / "logs").mkdir(parents=True, exist_ok=True)
     data = {"test_bin": first_pairs(parity.data_bin, parity.source_lang, parity.target_lang, sentences, parity.out,
                                     parity.threads)}
-    ddim = (f"ddim {parity.decode_steps}, rounding",
-            f"--sampler ddim --diffusion-steps {parity.decode_steps} --ddim-eta 0 --rounding l2 --round-output")
+    ddim = official_parity.ddim_decode(parity)
     bleu, lines = {}, []
     for side, prefix in SIDES.items():
         for record in sorted(folder.glob(f"{prefix}_*/record.json")):
