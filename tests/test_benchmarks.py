@@ -166,9 +166,7 @@ def test_free_runs_summary_sets_the_gap_against_the_seed_spread(tmp_path):
 
 
 def test_free_runs_decode_scores_every_finished_run_and_leaves_out_the_stopped(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("free_runs", BENCHMARKS / "official" / "free_runs.py")
-    free = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(free)
+    free = load("official/free_runs")
 
     def run(name, updates, checkpoint):
         (tmp_path / name).mkdir()
@@ -200,7 +198,8 @@ def test_free_runs_decode_scores_every_finished_run_and_leaves_out_the_stopped(t
     assert "official_103: 70 updates, no ema_0.99_000070.pt; left out" in text
     assert "| official | 102 | 300 | 2.00 |" in text and "| plugin | 103 | 300 | 3.00 |" in text
     assert "| plugin | mean ± sd | | 2.000 ± 1.414 |" in text
-    assert "p 1.000" in text  # one official run against two: every split is as extreme
+    assert "p 1.000" in text  # equal means (2.00 against 2.00): every split is as extreme
+
 
 def test_init_statistics_marks_parameters_drawn_differently(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCHMARKS / "official"))  # the script imports its neighbours
